@@ -1,0 +1,41 @@
+# The two commands: `make run` (set up, then run the pipeline on the embedded default) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+# Offline and quiet: no hub downloads, no telemetry, no caches outside the repository.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export GX_ANALYTICS_ENABLED := False
+export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/site-cache
+export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test ui clean-env
+
+$(BIN)/.installed-run: pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -c requirements.lock -e .
+	touch $@
+
+$(BIN)/.installed-test: pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
+	touch $@ $(BIN)/.installed-run
+
+run: $(BIN)/.installed-run
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+	@$(BIN)/brainalign where
+
+test: $(BIN)/.installed-test
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
+
+ui: $(BIN)/.installed-run
+	$(BIN)/brainalign ui
+
+clean-env:
+	rm -rf $(VENV)

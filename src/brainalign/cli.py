@@ -1,0 +1,104 @@
+"""The ``brainalign`` command, for use outside DVC.
+
+    brainalign where                 where the pipeline's results are, and how to open MLflow
+    brainalign ui [--port N]         the MLflow UI on 127.0.0.1 over this repository's store
+    brainalign inspect FILE          summarise one recording file (subject_N.mat)
+    brainalign validate DIR          run the validation suites on a directory of subject_N.mat files
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+from typing import Callable, Sequence
+
+from brainalign.errors import BrainalignError
+from brainalign.offline import go_offline
+
+RESULTS = {
+    "score table (Parquet, one row per model x participant x fold x voxel)": "data/scores/scores.parquet",
+    "metrics (DVC metrics; `dvc metrics show`)": "metrics/",
+    "figures (PNG, each with the CSV of its numbers)": "reports/figures/",
+    "trained heads and held-out predictions (safetensors, npy)": "data/models/",
+    "prepared folds": "data/prepared/",
+    "simulated recordings / ground truth": "data/raw/, data/truth/",
+}
+
+
+def guarded(main: Callable[[], None]) -> int:
+    """Run a stage's ``main``; a brainalign error becomes one line on stderr and exit status 1."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        main()
+    except BrainalignError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _where(args: argparse.Namespace) -> None:
+    from brainalign.tracking import store_uri
+
+    print("Results:")
+    for what, path in RESULTS.items():
+        print(f"  {path:<28} {what}")
+    print(f"MLflow store: {store_uri()}")
+    print("Open it with:  make ui   (or: brainalign ui), then browse http://127.0.0.1:5000")
+
+
+def _ui(args: argparse.Namespace) -> None:
+    from brainalign.tracking import artifact_root, store_uri
+
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store_uri(),
+               "--default-artifact-root", artifact_root().as_uri(), "--host", args.host, "--port", str(args.port)]
+    print(" ".join(command))
+    raise SystemExit(subprocess.call(command))
+
+
+def _inspect(args: argparse.Namespace) -> None:
+    from brainalign.recordings import read_hp_fmri
+
+    rec = read_hp_fmri(args.file)
+    words = rec.story_words()
+    print(f"{rec.source}: participant {rec.subject}, {rec.responses.shape[0]} TRs x {rec.n_channels} voxels, "
+          f"runs {sorted(set(rec.runs.tolist()))}, {len(words)} words "
+          f"({len(rec.words) - len(words)} fixations), volume {rec.volume_shape}")
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from brainalign.recordings import read_dataset
+    from brainalign.validation import validate_recordings
+
+    report = validate_recordings(read_dataset(args.source, args.directory), runs=args.runs, tr=args.tr)
+    print(report.summary())
+    report.raise_for_failure()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    go_offline(os.getcwd())
+    parser = argparse.ArgumentParser(prog="brainalign", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("where", help="where results are").set_defaults(func=_where)
+    ui = commands.add_parser("ui", help="the MLflow UI on this repository's store")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=_ui)
+    inspect = commands.add_parser("inspect", help="summarise one recording file")
+    inspect.add_argument("file")
+    inspect.set_defaults(func=_inspect)
+    validate = commands.add_parser("validate", help="validate a directory of recordings")
+    validate.add_argument("directory")
+    validate.add_argument("--source", default="hp_fmri")
+    validate.add_argument("--runs", type=int, nargs="+", default=[1, 2, 3, 4])
+    validate.add_argument("--tr", type=float, default=2.0)
+    validate.set_defaults(func=_validate)
+    args = parser.parse_args(argv)
+    return guarded(lambda: args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""Trimming, detrending and z-scoring within runs, and leave-one-run-out folds (reference section 2).
+
+Every statistic is computed within one run, so a fold that holds out whole runs leaks nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import detrend
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One leave-one-run-out split: row indices of training and held-out examples."""
+
+    index: int
+    heldout_run: int
+    train: np.ndarray
+    test: np.ndarray
+
+
+def trim_mask(runs: np.ndarray, drop_start: int = 20, drop_end: int = 15) -> np.ndarray:
+    """True for the TRs kept after dropping the first ``drop_start`` and last ``drop_end`` of each run."""
+    keep = np.zeros(len(runs), dtype=bool)
+    for run in np.unique(runs):
+        rows = np.flatnonzero(runs == run)
+        keep[rows[drop_start: len(rows) - drop_end]] = True
+    return keep
+
+
+def detrend_zscore(responses: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """Remove each channel's linear trend within each run, then scale it to mean 0 and variance 1 there.
+
+    Channels that are constant within a run (after detrending) become 0 in that run, with a warning.
+    """
+    out = np.empty(responses.shape, dtype=np.float32)
+    for run in np.unique(runs):
+        rows = runs == run
+        block = detrend(responses[rows].astype(np.float64), axis=0, type="linear")
+        block -= block.mean(0)
+        sd = block.std(0)
+        flat = sd <= 1e-12 * max(1.0, float(np.abs(responses[rows]).max(initial=0.0)))
+        if flat.any():
+            log.warning("run %s: %d channel(s) constant after detrending; set to 0", run, int(flat.sum()))
+        out[rows] = np.where(flat, 0.0, block / np.where(flat, 1.0, sd))
+    return out
+
+
+def leave_one_run_out(runs: np.ndarray) -> list[Fold]:
+    """One fold per run, holding that run out, in run order."""
+    return [Fold(index=i, heldout_run=int(run), train=np.flatnonzero(runs != run), test=np.flatnonzero(runs == run))
+            for i, run in enumerate(np.unique(runs))]

@@ -1,0 +1,103 @@
+"""The one in-memory recording type every loader produces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from brainalign.errors import InputError
+
+FIXATION = "+"
+WORD_COLUMNS = ("word", "onset", "duration")
+
+
+@dataclass
+class Recording:
+    """One participant's responses to a text, with its timing and spatial information.
+
+    Parameters
+    ----------
+    subject : str
+        Participant id.
+    modality : {"fmri", "meg"}
+        Recording modality.
+    responses : ndarray of shape (n_times, n_channels)
+        Responses per TR (fMRI) and voxel, region or sensor component, float32.
+    times : ndarray of shape (n_times,)
+        Start time of each TR, seconds, on the same clock as ``words.onset``.
+    runs : ndarray of shape (n_times,)
+        Run label of each TR (1-based).
+    words : DataFrame
+        Columns ``word``, ``onset`` and ``duration`` (seconds), in presentation order. Fixation
+        entries (``"+"``) are kept as the release has them; :func:`story_words` drops them.
+    coords : ndarray of shape (n_channels, 3), optional
+        0-based voxel indices into a volume of ``volume_shape``.
+    affine : ndarray of shape (4, 4), optional
+        Maps 0-based voxel indices to MNI millimetres.
+    volume_shape : tuple of int, optional
+        Shape of the volume ``coords`` index into.
+    channel_names : list of str, optional
+        Region or sensor names, for data that are not voxels.
+    source : str
+        Where the recording was read from, for error messages.
+    """
+
+    subject: str
+    modality: str
+    responses: np.ndarray
+    times: np.ndarray
+    runs: np.ndarray
+    words: pd.DataFrame
+    coords: np.ndarray | None = None
+    affine: np.ndarray | None = None
+    volume_shape: tuple[int, int, int] | None = None
+    channel_names: list[str] | None = None
+    source: str = "<memory>"
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.responses = np.asarray(self.responses, dtype=np.float32)
+        self.times = np.asarray(self.times, dtype=np.float64).reshape(-1)
+        self.runs = np.asarray(self.runs).reshape(-1).astype(np.int64)
+        if self.responses.ndim != 2:
+            raise InputError(self.source, "responses", "a 2-D array (times x channels)",
+                             f"shape {self.responses.shape}")
+        n = self.responses.shape[0]
+        for name in ("times", "runs"):
+            if getattr(self, name).shape[0] != n:
+                raise InputError(self.source, name, f"{n} entries (one per row of the responses)",
+                                 f"{getattr(self, name).shape[0]}")
+        missing = [c for c in WORD_COLUMNS if c not in self.words.columns]
+        if missing:
+            raise InputError(self.source, "words", f"columns {list(WORD_COLUMNS)}",
+                             f"columns {list(self.words.columns)}")
+        if self.coords is not None:
+            self.coords = np.asarray(self.coords, dtype=np.int64)
+            if self.coords.shape != (self.responses.shape[1], 3):
+                raise InputError(self.source, "coords", f"shape ({self.responses.shape[1]}, 3)",
+                                 f"shape {self.coords.shape}")
+            if self.volume_shape is not None and (
+                (self.coords < 0).any() or (self.coords >= np.asarray(self.volume_shape)).any()
+            ):
+                bad = np.flatnonzero(((self.coords < 0) | (self.coords >= self.volume_shape)).any(1))
+                raise InputError(self.source, "coords", f"voxel indices inside the volume {self.volume_shape}",
+                                 f"{bad.size} voxel(s) outside, first column {bad[0]}")
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.responses.shape[1])
+
+    def story_words(self) -> pd.DataFrame:
+        """The words of the text, without fixation entries, with the run each falls in."""
+        words = self.words[self.words["word"] != FIXATION].reset_index(drop=True)
+        return words.assign(run=assign_runs(words["onset"].to_numpy(), self.times, self.runs))
+
+
+def assign_runs(onsets: np.ndarray, times: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """The run of each onset: the run of the last TR that starts at or before it (0 if none)."""
+    order = np.argsort(times, kind="stable")
+    position = np.searchsorted(times[order], onsets, side="right") - 1
+    found = np.where(position >= 0, runs[order][np.clip(position, 0, None)], 0)
+    return found.astype(np.int64)

@@ -1,0 +1,80 @@
+"""Scoring every fold of a model into one tidy table, and summarising it."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from brainalign.checkpoints import fold_dir, read_predictions
+from brainalign.prepared import prepared_subjects, read_prepared
+from brainalign.scoring.kvsk import draw_kvsk, kvsk_accuracy
+from brainalign.scoring.variance import pearson_r, r2_score
+
+
+def draw_seed(seed: int, subject: str, fold: int) -> list[int]:
+    """The seed of one held-out run's draws: the same for every model, so comparisons are paired."""
+    return [int(seed), int(fold), zlib.crc32(subject.encode("utf-8"))]
+
+
+def score_model(model: str, model_dir: str | os.PathLike, prepared_dir: str | os.PathLike, k: int = 20,
+                n_draws: int = 1000, seed: int = 0, anchor: str = "target",
+                draws: str = "independent") -> pd.DataFrame:
+    """Per-voxel k vs k accuracy, R² and Pearson r of every participant and held-out run.
+
+    Returns
+    -------
+    DataFrame with columns ``model``, ``subject``, ``fold``, ``heldout_run``, ``voxel``, ``accuracy``,
+    ``r2``, ``pearson_r`` (one row per participant, fold and voxel).
+    """
+    frames = []
+    subjects = prepared_subjects(prepared_dir)
+    for subject in tqdm(subjects, desc=f"scoring {model}"):
+        data = read_prepared(prepared_dir, subject)
+        for fold in data.folds:
+            y_true = data.responses[fold.test]
+            y_pred = read_predictions(fold_dir(model_dir, subject, fold.index), *y_true.shape)
+            targets, distractors = draw_kvsk(len(fold.test), k, n_draws, np.random.default_rng(
+                draw_seed(seed, subject, fold.index)), draws=draws)
+            frames.append(pd.DataFrame({
+                "model": model, "subject": subject, "fold": fold.index, "heldout_run": fold.heldout_run,
+                "voxel": np.arange(y_true.shape[1]),
+                "accuracy": kvsk_accuracy(y_true, y_pred, targets, distractors, anchor=anchor),
+                "r2": r2_score(y_true, y_pred), "pearson_r": pearson_r(y_true, y_pred)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def voxel_means(table: pd.DataFrame) -> pd.DataFrame:
+    """Scores averaged over held-out runs: one row per model, participant and voxel."""
+    return (table.groupby(["model", "subject", "voxel"], sort=False)[["accuracy", "r2", "pearson_r"]]
+            .mean().reset_index())
+
+
+def summarise(table: pd.DataFrame, top: int = 1000) -> dict:
+    """Metrics per model and participant: mean accuracy over all voxels and over the ``top`` best.
+
+    The best voxels are chosen by their mean accuracy over held-out runs, as the paper reports them.
+    """
+    summary: dict = {}
+    for (model, subject), group in voxel_means(table).groupby(["model", "subject"], sort=False):
+        best = np.sort(group["accuracy"].to_numpy())[::-1][:top]
+        summary.setdefault(model, {})[str(subject)] = {
+            "accuracy_mean": float(group["accuracy"].mean()),
+            f"accuracy_top{top}": float(best.mean()),
+            "r2_mean": float(group["r2"].mean()),
+            "pearson_r_mean": float(group["pearson_r"].mean()),
+        }
+    for model, subjects in summary.items():
+        keys = list(next(iter(subjects.values())))
+        subjects["mean"] = {key: float(np.mean([v[key] for s, v in subjects.items() if s != "mean"])) for key in keys}
+    return summary
+
+
+def model_dirs(models_root: str | os.PathLike) -> dict[str, Path]:
+    """The trained models under ``data/models``, by name."""
+    root = Path(models_root)
+    return {p.name: p for p in sorted(root.iterdir()) if p.is_dir()} if root.exists() else {}

@@ -1,0 +1,38 @@
+"""Stage score: per-voxel 20 vs 20 accuracy, R² and Pearson r on every held-out run, for every model."""
+
+from pathlib import Path
+
+from brainalign.offline import go_offline
+
+go_offline(Path.cwd())
+
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from brainalign import tracking  # noqa: E402
+from brainalign.cli import guarded  # noqa: E402
+from brainalign.files import atomic_path, write_json  # noqa: E402
+from brainalign.params import load_params, section  # noqa: E402
+from brainalign.scoring.table import model_dirs, score_model, summarise  # noqa: E402
+
+PREPARED, MODELS, TABLE, METRICS = "data/prepared", "data/models", "data/scores/scores.parquet", "metrics"
+
+
+def main() -> None:
+    settings = section(load_params(), "score")
+    with tracking.stage_run("score", {"score": settings}):
+        table = pd.concat([score_model(name, path, PREPARED, k=settings["k"], n_draws=settings["n_draws"],
+                                       seed=settings["seed"], anchor=settings["anchor"], draws=settings["draws"])
+                           for name, path in model_dirs(MODELS).items()], ignore_index=True)
+        with atomic_path(TABLE) as tmp:
+            table.to_parquet(tmp, index=False)
+        summary = summarise(table, top=settings["top_voxels"])
+        for model, subjects in summary.items():
+            write_json(Path(METRICS) / f"{model}.json", subjects)
+            for subject, values in subjects.items():
+                mlflow.log_metrics({f"{model}.{subject}.{k}": v for k, v in values.items()})
+        mlflow.log_artifact(TABLE)
+
+
+if __name__ == "__main__":
+    raise SystemExit(guarded(main))

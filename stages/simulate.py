@@ -1,0 +1,33 @@
+"""Stage simulate: a simulated reading experiment in the Harry Potter fMRI release format.
+
+Writes ``data/raw/subject_N.mat`` (what a release holds) and ``data/truth/`` (what only the simulation
+knows: responsive voxels, SNR, noise-free signal).
+"""
+
+from dataclasses import asdict
+from pathlib import Path
+
+from brainalign.offline import go_offline
+
+go_offline(Path.cwd())
+
+import mlflow  # noqa: E402
+
+from brainalign import tracking  # noqa: E402
+from brainalign.cli import guarded  # noqa: E402
+from brainalign.params import load_params, section  # noqa: E402
+from brainalign.recordings.simulated import SimulationConfig, simulate_experiment, write_simulation  # noqa: E402
+
+
+def main() -> None:
+    config = SimulationConfig(**section(load_params(), "simulate"))
+    with tracking.stage_run("simulate", {"simulate": asdict(config)}):
+        recordings, truth = simulate_experiment(config)
+        write_simulation(recordings, truth, config, "data/raw", "data/truth")
+        mlflow.log_metrics({f"snr.{subject}": snr for subject, snr in truth.snr.items()})
+        mlflow.log_metrics({"n_voxels": truth.responsive.size, "n_responsive": int(truth.responsive.sum()),
+                            "n_trs": recordings[0].responses.shape[0]})
+
+
+if __name__ == "__main__":
+    raise SystemExit(guarded(main))
