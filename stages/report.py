@@ -7,6 +7,7 @@ from brainalign.offline import go_offline
 go_offline(Path.cwd())
 
 import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
@@ -27,13 +28,22 @@ def main() -> None:
         means = voxel_means(pd.read_parquet(TABLE))
         for model, scores in means.groupby("model", sort=False):
             accuracy_distribution(scores, tmp / f"{model}_accuracy_distribution.png")
+            spaces = {}
             for subject, voxels in scores.groupby("subject", sort=False):
                 space = read_prepared(PREPARED, str(subject))
                 if space.coords is None:
                     continue
-                glass_brain(voxels["accuracy"].to_numpy(), space.coords, space.affine, space.volume_shape,
+                spaces[subject] = (space, voxels.sort_values("voxel")["accuracy"].to_numpy())
+                glass_brain(spaces[subject][1], space.coords, space.affine, space.volume_shape,
                             tmp / f"{model}_glass_brain_{subject}.png",
                             title=f"{model}, participant {subject}: 20 vs 20 accuracy",
+                            threshold=settings["map_threshold"], vmax=settings["map_vmax"])
+            shared = [sp for sp, _ in spaces.values()]
+            if len(shared) > 1 and all(np.array_equal(sp.coords, shared[0].coords) for sp in shared):
+                # Participants in one voxel space (MNI, same mask): the group mean halves the null's spread.
+                glass_brain(np.mean([acc for _, acc in spaces.values()], axis=0), shared[0].coords,
+                            shared[0].affine, shared[0].volume_shape, tmp / f"{model}_glass_brain_mean.png",
+                            title=f"{model}, mean of {len(shared)} participants: 20 vs 20 accuracy",
                             threshold=settings["map_threshold"], vmax=settings["map_vmax"])
         mlflow.log_artifacts(str(tmp), artifact_path="figures")
 

@@ -133,6 +133,8 @@ def validate_recordings(recordings: list[Recording], runs: list[int], tr: float 
     """
     import great_expectations as gx
 
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
     context = gx.get_context(mode="ephemeral")
     try:
         from great_expectations.data_context.types.base import ProgressBarsConfig

@@ -7,11 +7,14 @@ with ``rest_end_trs``, with a few ``+`` fixations: the shape of the Harry Potter
 Responses come from a hidden "brain feature space": a fixed random nonlinear transform of the contextual
 word states of a pretrained encoder at a middle layer, plus word length and unigram log-frequency. The
 features of each word are held for its duration, convolved with the canonical (SPM) HRF and sampled at the
-TRs. Responsive voxels lie in spheres around left-hemisphere language regions of the MNI152 brain mask and
+TRs. A share ``cls_share`` of the feature variance is instead a fixed random linear projection of the
+encoder's final ``[CLS]`` state for each TR's window of words (the part a linear read-out of ``[CLS]``, the
+vanilla model, can recover): ``cls_share = 1`` makes the vanilla model optimal, ``cls_share = 0`` leaves it
+almost nothing, and values between leave fine-tuning something to find. Responsive voxels lie in spheres around left-hemisphere language regions of the MNI152 brain mask and
 read the features through participant weights ``sqrt(shared) * W_shared + sqrt(1 - shared) * W_own``;
 every voxel gets slow drift and AR(1) noise, and responsive voxels carry the signal at the participant's
 SNR (signal variance over noise variance). The final ``[CLS]`` state of the same encoder can only recover
-part of this signal linearly, which leaves fine-tuning something to find.
+the ``cls_share`` part of this signal linearly.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class SimulationConfig:
     encoder: str = "minilm"
     encoder_layer: int = 3
     shared_fraction: float = 0.7
+    cls_share: float = 0.5
     snr: list[float] = field(default_factory=lambda: [0.5, 1.0])
     noise_autocorrelation: float = 0.5
     drift_amplitude: float = 0.5
@@ -72,6 +76,8 @@ class SimulationConfig:
     def __post_init__(self) -> None:
         if self.subjects < 1 or self.runs < 2 or self.words_per_run < 10:
             raise ConfigError("simulate: need subjects >= 1, runs >= 2 and words_per_run >= 10")
+        if not 0.0 <= self.cls_share <= 1.0:
+            raise ConfigError(f"simulate.cls_share: expected a value in [0, 1], found {self.cls_share}")
         if not 0.0 <= self.shared_fraction <= 1.0:
             raise ConfigError(f"simulate.shared_fraction: expected a value in [0, 1], found {self.shared_fraction}")
         if len(self.snr) != 2 or not 0 < self.snr[0] <= self.snr[1]:
@@ -151,13 +157,12 @@ def experiment_layout(config: SimulationConfig, words: list[str]) -> tuple[pd.Da
     return words_df, np.asarray(tr_times), np.asarray(tr_runs)
 
 
-def hidden_features(config: SimulationConfig, words: list[str], rng: np.random.Generator) -> np.ndarray:
-    """The hidden brain feature space of each word: (n_words, n_features), standardised."""
+def hidden_features(config: SimulationConfig, encoder, words: list[str], rng: np.random.Generator) -> np.ndarray:
+    """The word-level part of the hidden feature space: (n_words, n_features), standardised."""
     from wordfreq import word_frequency
 
-    from brainalign.encoders import load_encoder, word_states
+    from brainalign.encoders import word_states
 
-    encoder = load_encoder(config.encoder)
     states = word_states(encoder, words, layer=config.encoder_layer)
     states = (states - states.mean(0)) / (states.std(0) + 1e-6)
     width = states.shape[1]
@@ -167,8 +172,28 @@ def hidden_features(config: SimulationConfig, words: list[str], rng: np.random.G
     bare = [re.sub(r"[^\w']", "", w).lower() for w in words]
     length = np.array([len(b) for b in bare], dtype=np.float64)
     log_freq = np.log(np.array([word_frequency(b, "en", minimum=1e-8) if b else 1e-8 for b in bare]))
-    features = np.column_stack([semantic, length, log_freq])
-    return ((features - features.mean(0)) / (features.std(0) + 1e-9)).astype(np.float64)
+    return _standardise(np.column_stack([semantic, length, log_freq]))
+
+
+def window_features(config: SimulationConfig, encoder, words: pd.DataFrame, tr_times: np.ndarray,
+                    tr_runs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The ``[CLS]``-linear part: a random projection of each TR's window ``[CLS]`` (0 without words)."""
+    from brainalign.encoders import cls_features
+    from brainalign.recordings.base import assign_runs
+    from brainalign.windows import tr_windows
+
+    story = words.assign(run=assign_runs(words["onset"].to_numpy(), tr_times, tr_runs))
+    windows = tr_windows(tr_times, tr_runs, story)
+    has_words = windows["n_words"].to_numpy() > 0
+    cls = cls_features(encoder, windows.loc[has_words, "text"].tolist())
+    projection = rng.standard_normal((cls.shape[1], config.n_features)) / math.sqrt(cls.shape[1])
+    out = np.zeros((len(tr_times), config.n_features))
+    out[has_words] = _standardise(cls.astype(np.float64)) @ projection
+    return _standardise(out)
+
+
+def _standardise(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean(0)) / (x.std(0) + 1e-9)
 
 
 def convolved_features(word_features: np.ndarray, onsets: np.ndarray, durations: np.ndarray,
@@ -214,11 +239,17 @@ def simulate_experiment(config: SimulationConfig) -> tuple[list[Recording], Trut
         One per participant, ids ``"1"``, ``"2"``, ...
     truth : Truth
     """
+    from brainalign.encoders import load_encoder
+
     rng = np.random.default_rng(config.seed)
     words_df, tr_times, tr_runs = experiment_layout(config, story_words())
-    story = words_df[words_df["word"] != FIXATION]
-    features = convolved_features(hidden_features(config, story["word"].tolist(), rng),
-                                  story["onset"].to_numpy(), story["duration"].to_numpy(), tr_times, config.tr)
+    story = words_df[words_df["word"] != FIXATION].reset_index(drop=True)
+    encoder = load_encoder(config.encoder)
+    word_part = convolved_features(hidden_features(config, encoder, story["word"].tolist(), rng),
+                                   story["onset"].to_numpy(), story["duration"].to_numpy(), tr_times, config.tr)
+    cls_part = window_features(config, encoder, story, tr_times, tr_runs, rng)
+    features = (math.sqrt(config.cls_share) * cls_part
+                + math.sqrt(1 - config.cls_share) * _standardise(word_part))
     geometry = brain_geometry(config.resolution_mm, config.region_radius_mm)
     responsive = geometry["region"] > 0
     n_voxels, n_responsive = len(geometry["coords"]), int(responsive.sum())
