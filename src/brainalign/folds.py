@@ -39,12 +39,15 @@ def detrend_zscore(responses: np.ndarray, runs: np.ndarray) -> np.ndarray:
     Channels that are constant within a run (after detrending) become 0 in that run, with a warning.
     """
     out = np.empty(responses.shape, dtype=np.float32)
+    precision = np.finfo(responses.dtype if np.issubdtype(responses.dtype, np.floating) else np.float64).eps
     for run in np.unique(runs):
         rows = runs == run
         block = detrend(responses[rows].astype(np.float64), axis=0, type="linear")
         block -= block.mean(0)
         sd = block.std(0)
-        flat = sd <= 1e-12 * max(1.0, float(np.abs(responses[rows]).max(initial=0.0)))
+        # What is left of a linear channel after detrending is rounding error of the input's precision.
+        scale = np.abs(responses[rows]).max(0)
+        flat = sd <= 16 * precision * np.maximum(scale, np.finfo(np.float64).tiny)
         if flat.any():
             log.warning("run %s: %d channel(s) constant after detrending; set to 0", run, int(flat.sum()))
         out[rows] = np.where(flat, 0.0, block / np.where(flat, 1.0, sd))

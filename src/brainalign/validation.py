@@ -156,8 +156,10 @@ def validate_recordings(recordings: list[Recording], runs: list[int], tr: float 
             kwargs = r.expectation_config.kwargs
             column = kwargs.get("column") or ",".join(str(kwargs.get(c)) for c in ("column_A", "column_B")
                                                        if kwargs.get(c)) or "rows"
-            examples = r.result.get("partial_unexpected_list") or []
-            if not examples and not r.success and "observed_value" in r.result:
+            # Column-map checks list offending values; set checks list what is missing; table checks
+            # only have the observed value.
+            examples = (r.result.get("partial_unexpected_list") or r.result.get("partial_missing_list") or [])
+            if not examples and not r.success and r.result.get("observed_value") is not None:
                 examples = [r.result["observed_value"]]
             checks.append(Check(file=file, table=table, check=r.expectation_config.type, column=column,
                                 success=bool(r.success), unexpected_count=int(r.result.get("unexpected_count") or 0),

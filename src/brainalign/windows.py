@@ -38,6 +38,7 @@ def tr_windows(tr_times: np.ndarray, tr_runs: np.ndarray, words: pd.DataFrame, s
     texts = words["word"].astype(str).tolist()
     first = np.zeros(len(tr_times), dtype=np.int64)
     count = np.zeros(len(tr_times), dtype=np.int64)
+    text = [""] * len(tr_times)
     for run in np.unique(tr_runs):
         in_run = np.flatnonzero(word_runs == run)
         run_onsets = onsets[in_run]
@@ -47,8 +48,9 @@ def tr_windows(tr_times: np.ndarray, tr_runs: np.ndarray, words: pd.DataFrame, s
         has_words = hi > lo
         first[rows[has_words]] = in_run[lo[has_words]]
         count[rows] = hi - lo
+        for row, a, b in zip(rows, lo, hi):
+            text[row] = " ".join(texts[j] for j in in_run[a:b])
     earliest = np.full(len(tr_times), np.inf)
     earliest[count > 0] = onsets[first[count > 0]]
     valid = (count > 0) & (earliest <= tr_times - min_lead)
-    text = [" ".join(texts[f:f + c]) for f, c in zip(first, count)]
     return pd.DataFrame({"first_word": first, "n_words": count, "text": text, "valid": valid})

@@ -60,7 +60,8 @@ def read_hp_fmri(path: str | os.PathLike) -> Recording:
     """
     path = Path(path)
     try:
-        mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=True, chars_as_strings=True)
+        # No squeeze_me: it would turn a one-voxel or one-TR matrix 1-D.
+        mat = scipy.io.loadmat(path, squeeze_me=False, struct_as_record=True, chars_as_strings=True)
     except NotImplementedError as exc:  # scipy's answer to MATLAB v7.3 (HDF5) files
         raise InputError(path, "file", "a MATLAB v5 .mat file", f"a v7.3/HDF5 file ({exc})") from exc
     except Exception as exc:  # scipy raises several types for truncated or corrupt files
@@ -71,6 +72,9 @@ def read_hp_fmri(path: str | os.PathLike) -> Recording:
         raise InputError(path, missing[0], "a variable of that name", f"variables {present}")
 
     data = _float_matrix(path, "data", mat["data"])
+    if data.shape[0] < 2:
+        # MATLAB has no 1-D arrays: a vector arrives as one row, and one TR is no experiment.
+        raise InputError(path, "data", "a TRs x voxels matrix", f"a single row of shape {data.shape}")
     time = _float_matrix(path, "time", mat["time"])
     if time.shape != (data.shape[0], 2):
         raise InputError(path, "time", f"shape ({data.shape[0]}, 2): one row per TR of data",
@@ -101,8 +105,13 @@ def _float_matrix(path: Path, name: str, value: object) -> np.ndarray:
     return array
 
 
+def _scalar(value: object) -> float:
+    """A MATLAB scalar as scipy loads it (a 1 x 1 array) as a Python float."""
+    return float(np.asarray(value).reshape(-1)[0])
+
+
 def _read_words(path: Path, words: np.ndarray) -> pd.DataFrame:
-    words = np.atleast_1d(words)
+    words = np.asarray(words).reshape(-1)
     names = words.dtype.names or ()
     missing = [f for f in WORD_FIELDS if f not in names]
     if missing:
@@ -110,8 +119,8 @@ def _read_words(path: Path, words: np.ndarray) -> pd.DataFrame:
                          f"fields {list(names)}")
     try:
         text = [_as_text(t) for t in words["text"]]
-        start = np.array([float(np.asarray(s).reshape(-1)[0]) for s in words["start"]])
-        length = np.array([float(np.asarray(s).reshape(-1)[0]) for s in words["length"]])
+        start = np.array([_scalar(s) for s in words["start"]])
+        length = np.array([_scalar(s) for s in words["length"]])
     except (TypeError, ValueError, IndexError) as exc:
         raise InputError(path, "words", "text strings and numeric start/length per entry",
                          f"{type(exc).__name__}: {exc}") from exc
@@ -130,20 +139,22 @@ def _as_text(value: object) -> str:
 
 
 def _read_meta(path: Path, meta: np.ndarray, n_columns: int) -> dict:
-    meta = np.asarray(meta)
+    meta = np.asarray(meta).reshape(-1)
     names = meta.dtype.names or ()
     if "colToCoord" not in names:
         raise InputError(path, "meta.colToCoord", "a voxels x 3 matrix of 1-based coordinates",
                          f"meta fields {list(names)}")
-    raw = {name: meta[name].item() if meta.ndim == 0 else meta[name].reshape(-1)[0] for name in names}
+    if meta.size != 1:
+        raise InputError(path, "meta", "a 1 x 1 struct", f"{meta.size} elements")
+    raw = {name: meta[name][0] for name in names}
     coords = np.asarray(raw["colToCoord"], dtype=np.float64)
     if coords.ndim != 2 or coords.shape[1] != 3 or coords.shape[0] != n_columns:
         raise InputError(path, "meta.colToCoord", f"shape ({n_columns}, 3): one row per column of data",
                          f"shape {coords.shape}")
-    if "nvoxels" in raw and int(np.asarray(raw["nvoxels"])) != n_columns:
+    if "nvoxels" in raw and int(_scalar(raw["nvoxels"])) != n_columns:
         log.warning("%s: meta.nvoxels is %s but data has %d columns; using the data's columns",
                     path, raw["nvoxels"], n_columns)
-    dims = tuple(int(np.asarray(raw[k])) for k in ("dimx", "dimy", "dimz")) if all(
+    dims = tuple(int(_scalar(raw[k])) for k in ("dimx", "dimy", "dimz")) if all(
         k in raw for k in ("dimx", "dimy", "dimz")) else None
     coords = np.rint(coords).astype(np.int64) - 1
     if dims is not None and ((coords < 0).any() or (coords >= np.asarray(dims)).any()):

@@ -1,0 +1,205 @@
+"""The pipeline end to end, in a scratch copy of the repository: DVC, MLflow, the simulation's truth.
+
+One module-scoped scratch repository runs ``dvc repro`` on the default parameters once (about 90 s on two
+cores); the tests then check its results against the simulation's ground truth, DVC's skipping, MLflow's
+records, a queued and a temporary experiment, and a failing validation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from brainalign.recordings import read_hp_fmri, write_hp_fmri
+from brainalign.recordings.simulated import read_truth
+from brainalign.scoring.table import voxel_means
+
+pytestmark = pytest.mark.pipeline
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+COPIED = ("dvc.yaml", "params.yaml", "stages", "src", ".dvc/config", ".dvc/.gitignore", ".dvcignore",
+          ".gitignore", "data/.gitignore")
+
+
+def _environment(root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "BRAINALIGN_", "DVC_"))}
+    env.update({"PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+                "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(root / ".dvc" / "site-cache"),
+                "MPLCONFIGDIR": str(root / ".cache" / "matplotlib"), "GIT_AUTHOR_NAME": "test",
+                "GIT_AUTHOR_EMAIL": "test@example.org", "GIT_COMMITTER_NAME": "test",
+                "GIT_COMMITTER_EMAIL": "test@example.org"})
+    return env
+
+
+def run(root: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=root, env=_environment(root), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def stages_run(result: subprocess.CompletedProcess) -> set[str]:
+    return {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage '")}
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    """A git + DVC repository holding this project's pipeline, after one ``dvc repro``."""
+    root = tmp_path_factory.mktemp("pipeline") / "repo"
+    root.mkdir()
+    for name in COPIED:
+        source, target = REPOSITORY / name, root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(source, target)
+    run(root, "git", "init", "-q")
+    run(root, "git", "add", "-A")
+    run(root, "git", "commit", "-qm", "scratch copy")
+    result = run(root, "dvc", "repro")
+    assert stages_run(result) == {"simulate", "validate", "prepare", "encode", "vanilla", "score", "report"}
+    run(root, "git", "add", "-A")
+    run(root, "git", "commit", "-qm", "first run")
+    return root
+
+
+def store(root: Path) -> sqlite3.Connection:
+    return sqlite3.connect(root / "mlruns" / "mlflow.db")
+
+
+def test_outputs_exist(scratch):
+    """The score table, metrics and figures are where the README says, with the right content."""
+    table = pd.read_parquet(scratch / "data/scores/scores.parquet")
+    assert set(table.columns) >= {"model", "subject", "fold", "heldout_run", "voxel", "accuracy", "r2", "pearson_r"}
+    prepared = json.loads((scratch / "data/prepared/subjects.json").read_text())
+    assert sorted(table["subject"].unique()) == sorted(prepared)
+    assert table.groupby("subject")["fold"].nunique().eq(4).all()
+    metrics = json.loads((scratch / "metrics/vanilla.json").read_text())
+    assert set(metrics) == set(prepared) | {"mean"}
+    for subject in prepared:
+        acc = voxel_means(table[table["subject"] == subject])["accuracy"].to_numpy()
+        assert metrics[subject]["accuracy_mean"] == pytest.approx(acc.mean())
+        assert metrics[subject]["accuracy_top1000"] == pytest.approx(np.sort(acc)[::-1][:1000].mean())
+    figures = scratch / "reports/figures"
+    for name in ["vanilla_accuracy_distribution.png", "vanilla_glass_brain_1.png", "vanilla_glass_brain_mean.png"]:
+        assert (figures / name).stat().st_size > 10_000
+        assert (figures / name).with_suffix(".csv").exists()
+
+
+def test_vanilla_accuracy_against_ground_truth(scratch):
+    """Responsive voxels clearly above chance; pure-noise voxels within 0.5 +- 0.03 (simulation's truth)."""
+    means = voxel_means(pd.read_parquet(scratch / "data/scores/scores.parquet"))
+    for subject, group in means.groupby("subject"):
+        truth = read_truth(scratch / "data/truth", str(subject))
+        accuracy = group.sort_values("voxel")["accuracy"].to_numpy()
+        responsive = truth["responsive"]
+        assert responsive.sum() > 50 and (~responsive).sum() > 1000
+        assert accuracy[responsive].mean() > 0.6, f"participant {subject}"
+        assert abs(accuracy[~responsive].mean() - 0.5) < 0.03, f"participant {subject}"
+
+
+def test_second_repro_reproduces_nothing(scratch):
+    """Nothing changed: no stage runs."""
+    result = run(scratch, "dvc", "repro")
+    assert stages_run(result) == set()
+    assert "up to date" in result.stdout
+
+
+def test_mlflow_records(scratch):
+    """Every stage has a finished parent run tagged with the commit and its inputs' hashes from dvc.lock;
+    every participant x fold of the vanilla stage is a nested run with per-epoch losses."""
+    commit = run(scratch, "git", "rev-parse", "HEAD~1").stdout.strip()
+    lock = yaml.safe_load((scratch / "dvc.lock").read_text())["stages"]
+    with store(scratch) as db:
+        parents = dict(db.execute(
+            "select t.value, r.run_uuid from runs r join tags t on t.run_uuid = r.run_uuid "
+            "where t.key = 'stage' and r.status = 'FINISHED'").fetchall())
+        assert set(parents) == {"simulate", "validate", "prepare", "encode", "vanilla", "score", "report"}
+        tags = dict(db.execute("select key, value from tags where run_uuid = ?", (parents["vanilla"],)).fetchall())
+        assert tags["git_commit"] == commit
+        assert tags["input_md5.data/features"] == lock["encode"]["outs"][0]["md5"]
+        assert tags["input_md5.data/prepared"] == lock["prepare"]["outs"][0]["md5"]
+        children = [r for (r,) in db.execute(
+            "select run_uuid from tags where key = 'mlflow.parentRunId' and value = ?", (parents["vanilla"],))]
+        subjects = json.loads((scratch / "data/prepared/subjects.json").read_text())
+        assert len(children) == 4 * len(subjects)
+        epochs = yaml.safe_load((scratch / "params.yaml").read_text())["vanilla"]["epochs"]
+        for child in children:
+            steps = db.execute("select step from metrics where run_uuid = ? and key = 'train_loss' order by step",
+                               (child,)).fetchall()
+            assert [s for (s,) in steps] == list(range(1, epochs + 1))
+            assert db.execute("select count(*) from metrics where run_uuid = ? and key = 'val_loss'",
+                              (child,)).fetchone()[0] == epochs
+
+
+def test_score_parameter_reruns_only_score_and_report(scratch):
+    params = scratch / "params.yaml"
+    original = params.read_text()
+    try:
+        params.write_text(original.replace("  n_draws: 1000", "  n_draws: 300"))
+        assert stages_run(run(scratch, "dvc", "repro")) == {"score", "report"}
+    finally:
+        params.write_text(original)
+        run(scratch, "dvc", "repro")  # back to the committed state (restored from the run cache)
+
+
+def _runs_with_param(root: Path, key: str, value: str) -> list[tuple[str, str]]:
+    with store(root) as db:
+        return db.execute(
+            "select r.run_uuid, t.value from runs r join params p on p.run_uuid = r.run_uuid "
+            "join tags t on t.run_uuid = r.run_uuid "
+            "where p.key = ? and p.value = ? and t.key = 'workspace' and r.status = 'FINISHED'",
+            (key, value)).fetchall()
+
+
+def test_queued_experiment_logs_to_main_store(scratch):
+    """`dvc exp run --queue` runs in a copy under .dvc/tmp/exps; its MLflow runs land in the main store."""
+    run(scratch, "dvc", "exp", "run", "--queue", "-S", "score.seed=7")
+    run(scratch, "dvc", "exp", "run", "--run-all")
+    runs = _runs_with_param(scratch, "score.seed", "7")
+    assert runs, "no run of the queued experiment in the main store"
+    assert all("/.dvc/tmp/exps/" in workspace for _, workspace in runs)
+    shown = run(scratch, "dvc", "exp", "show", "--json").stdout
+    assert "score.seed" in shown or '"seed": 7' in shown
+
+
+def test_temporary_experiment_logs_to_main_store(scratch):
+    run(scratch, "dvc", "exp", "run", "--temp", "-S", "score.seed=8")
+    runs = _runs_with_param(scratch, "score.seed", "8")
+    assert runs and all("/.dvc/tmp/exps/" in workspace for _, workspace in runs)
+
+
+def test_failed_validation_stops_the_pipeline(scratch):
+    """A NaN in one recording: validate fails naming the file and check; prepare does not run."""
+    bad = scratch / "bad_raw"
+    bad.mkdir()
+    for source in sorted((scratch / "data/raw").glob("subject_*.mat")):
+        recording = read_hp_fmri(source)
+        if source.name == "subject_2.mat":
+            recording.responses[30, 5] = np.nan
+        write_hp_fmri(recording, bad / source.name)
+    params = scratch / "params.yaml"
+    original = params.read_text()
+    try:
+        params.write_text(original.replace("  path: data/raw", "  path: bad_raw"))
+        result = run(scratch, "dvc", "repro", check=False)
+        assert result.returncode != 0
+        assert "subject_2.mat" in result.stderr and "nonfinite_values" in result.stderr
+        assert "prepare" not in stages_run(result)
+        with store(scratch) as db:
+            status = db.execute("select r.status from runs r join tags t on t.run_uuid = r.run_uuid "
+                                "where t.key = 'stage' and t.value = 'validate' order by r.start_time desc").fetchone()
+        assert status == ("FAILED",)
+    finally:
+        params.write_text(original)
