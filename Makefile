@@ -14,6 +14,7 @@ export GX_ANALYTICS_ENABLED := False
 export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/site-cache
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
 
 .PHONY: run test ui clean-env
 
@@ -28,7 +29,8 @@ $(BIN)/.installed-test: pyproject.toml requirements.lock
 	touch $@ $(BIN)/.installed-run
 
 run: $(BIN)/.installed-run
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+	mkdir -p .cache/tmp
+	TMPDIR=$(CURDIR)/.cache/tmp PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
 	@$(BIN)/brainalign where
 
 test: $(BIN)/.installed-test
