@@ -21,7 +21,7 @@ PREPARED, OUT = "data/prepared", "data/features"
 
 
 def main() -> None:
-    settings = section(load_params(), "encode")
+    settings = section(load_params(), "encode", ["encoder", "untrained", "seed", "layer", "batch_size", "max_length"])
     with tracking.stage_run("encode", {"encode": settings}):
         encoder = load_encoder(settings["encoder"], untrained=settings["untrained"], seed=settings["seed"])
         subjects = prepared_subjects(PREPARED)

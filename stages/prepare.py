@@ -10,7 +10,7 @@ import mlflow  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
 from brainalign.cli import guarded  # noqa: E402
-from brainalign.params import load_params, section  # noqa: E402
+from brainalign.params import DATASET_KEYS, load_params, section  # noqa: E402
 from brainalign.prepared import prepare_recording, write_prepared  # noqa: E402
 from brainalign.recordings import read_dataset  # noqa: E402
 
@@ -19,7 +19,8 @@ OUT = "data/prepared"
 
 def main() -> None:
     params = load_params()
-    dataset, settings = section(params, "dataset"), section(params, "prepare")
+    dataset = section(params, "dataset", DATASET_KEYS)
+    settings = section(params, "prepare", ["drop_start_trs", "drop_end_trs", "window_span", "window_min_lead"])
     with tracking.stage_run("prepare", {"dataset": dataset, "prepare": settings}):
         prepared = [prepare_recording(rec, drop_start=settings["drop_start_trs"], drop_end=settings["drop_end_trs"],
                                       span=settings["window_span"], min_lead=settings["window_min_lead"])

@@ -22,7 +22,7 @@ PREPARED, TABLE, OUT = "data/prepared", "data/scores/scores.parquet", "reports/f
 
 
 def main() -> None:
-    settings = section(load_params(), "report")
+    settings = section(load_params(), "report", ["map_threshold", "map_vmax"])
     with tracking.stage_run("report", {"report": settings}), atomic_path(OUT) as tmp:
         tmp.mkdir(parents=True)
         means = voxel_means(pd.read_parquet(TABLE))

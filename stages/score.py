@@ -19,7 +19,7 @@ PREPARED, MODELS, TABLE, METRICS = "data/prepared", "data/models", "data/scores/
 
 
 def main() -> None:
-    settings = section(load_params(), "score")
+    settings = section(load_params(), "score", ["k", "n_draws", "seed", "anchor", "draws", "top_voxels"])
     with tracking.stage_run("score", {"score": settings}):
         table = pd.concat([score_model(name, path, PREPARED, k=settings["k"], n_draws=settings["n_draws"],
                                        seed=settings["seed"], anchor=settings["anchor"], draws=settings["draws"])

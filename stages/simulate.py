@@ -15,12 +15,12 @@ import mlflow  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
 from brainalign.cli import guarded  # noqa: E402
-from brainalign.params import load_params, section  # noqa: E402
+from brainalign.params import field_names, load_params, section  # noqa: E402
 from brainalign.recordings.simulated import SimulationConfig, simulate_experiment, write_simulation  # noqa: E402
 
 
 def main() -> None:
-    config = SimulationConfig(**section(load_params(), "simulate"))
+    config = SimulationConfig(**section(load_params(), "simulate", field_names(SimulationConfig)))
     with tracking.stage_run("simulate", {"simulate": asdict(config)}):
         recordings, truth = simulate_experiment(config)
         write_simulation(recordings, truth, config, "data/raw", "data/truth")

@@ -12,7 +12,7 @@ import mlflow  # noqa: E402
 from brainalign import tracking  # noqa: E402
 from brainalign.cli import guarded  # noqa: E402
 from brainalign.files import write_json  # noqa: E402
-from brainalign.params import load_params, section  # noqa: E402
+from brainalign.params import DATASET_KEYS, load_params, section  # noqa: E402
 from brainalign.recordings import read_dataset  # noqa: E402
 from brainalign.validation import validate_recordings  # noqa: E402
 
@@ -21,7 +21,8 @@ REPORT = "data/validation/raw.json"
 
 def main() -> None:
     params = load_params()
-    dataset, settings = section(params, "dataset"), section(params, "validate")
+    dataset = section(params, "dataset", DATASET_KEYS)
+    settings = section(params, "validate", ["tr_tolerance"])
     with tracking.stage_run("validate", {"dataset": dataset, "validate": settings}):
         recordings = read_dataset(dataset["source"], dataset["path"])
         report = validate_recordings(recordings, runs=list(dataset["runs"]), tr=float(dataset["tr"]),

@@ -20,8 +20,9 @@ from tqdm.auto import tqdm  # noqa: E402
 from brainalign import tracking  # noqa: E402
 from brainalign.checkpoints import fold_dir, write_fold  # noqa: E402
 from brainalign.cli import guarded  # noqa: E402
+from brainalign.errors import InputError  # noqa: E402
 from brainalign.files import atomic_path  # noqa: E402
-from brainalign.params import load_params, section  # noqa: E402
+from brainalign.params import field_names, load_params, section  # noqa: E402
 from brainalign.prepared import prepared_subjects, read_prepared  # noqa: E402
 from brainalign.training import Schedule, fit_head, predict  # noqa: E402
 
@@ -29,9 +30,8 @@ PREPARED, FEATURES, OUT = "data/prepared", "data/features", "data/models/vanilla
 
 
 def main() -> None:
-    settings = section(load_params(), "vanilla")
-    schedule = Schedule(**{k: settings[k] for k in ("epochs", "batch_size", "learning_rate", "warmup_fraction",
-                                                     "weight_decay", "decay_all")})
+    settings = section(load_params(), "vanilla", field_names(Schedule) + ["init_std", "seed"])
+    schedule = Schedule(**{k: settings[k] for k in field_names(Schedule)})
     encoder = json.loads((Path(FEATURES) / "encoder.json").read_text())
     with tracking.stage_run("vanilla", {"vanilla": settings}), atomic_path(OUT) as tmp:
         subjects = prepared_subjects(PREPARED)
@@ -41,6 +41,9 @@ def main() -> None:
             fold = data.folds[f]
             x = np.load(Path(FEATURES) / f"{subject}.npy", allow_pickle=False)
             y = data.responses
+            if x.shape[0] != y.shape[0]:
+                raise InputError(Path(FEATURES) / f"{subject}.npy", "rows", f"{y.shape[0]} (one per example of "
+                                 f"{PREPARED}/{subject})", f"{x.shape[0]}")
             card = {"model": "vanilla", "encoder": encoder["encoder"], "untrained_encoder": encoder["untrained"],
                     "subject": subject, "fold": fold.index, "heldout_run": fold.heldout_run,
                     "seed": settings["seed"], "epochs": schedule.epochs, "head": "linear [CLS] -> voxels"}

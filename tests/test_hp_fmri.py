@@ -496,3 +496,19 @@ def test_recording_construction_errors(overrides, field):
     assert info.value.field == field
     assert str(info.value).startswith("subject_1.mat: ")
     assert f": {field}: " in str(info.value)
+
+
+def test_writing_is_deterministic(tmp_path):
+    """Truth: the same recording written twice (seconds apart) gives byte-identical files, readable again."""
+    import time as _time
+
+    content = release_content()
+    source = save(tmp_path / "subject_3.mat", content)
+    recording = read_hp_fmri(source)
+    write_hp_fmri(recording, tmp_path / "a" / "subject_3.mat")
+    _time.sleep(1.1)
+    write_hp_fmri(recording, tmp_path / "b" / "subject_3.mat")
+    first = (tmp_path / "a" / "subject_3.mat").read_bytes()
+    assert first == (tmp_path / "b" / "subject_3.mat").read_bytes()
+    assert first[:116].rstrip().endswith(b"written by brainalign")
+    np.testing.assert_array_equal(read_hp_fmri(tmp_path / "a" / "subject_3.mat").responses, recording.responses)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
 from brainalign.errors import ConfigError
+
+DATASET_KEYS = ["source", "path", "runs", "tr"]
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
@@ -22,8 +25,26 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
     return params
 
 
-def section(params: dict[str, Any], name: str, path: str = "params.yaml") -> dict[str, Any]:
-    """One section, with a clear error when it is missing."""
+def section(params: dict[str, Any], name: str, keys: Iterable[str] | None = None,
+            path: str = "params.yaml") -> dict[str, Any]:
+    """One section, checked: it must be a mapping and, when ``keys`` are given, hold exactly those keys.
+
+    An unknown key is as much an error as a missing one: a typo (``epoch`` for ``epochs``) must not be
+    silently ignored while the default runs.
+    """
     if name not in params or not isinstance(params[name], dict):
         raise ConfigError(f"{path}: section {name!r}: expected a mapping, found {params.get(name)!r}")
-    return params[name]
+    values = params[name]
+    if keys is not None:
+        keys = list(keys)
+        missing = [k for k in keys if k not in values]
+        unknown = [k for k in values if k not in keys]
+        if missing or unknown:
+            raise ConfigError(f"{path}: section {name!r}: expected keys {keys}, "
+                              f"found missing {missing} and unknown {unknown}")
+    return values
+
+
+def field_names(cls: type) -> list[str]:
+    """The fields of a dataclass, for :func:`section`'s ``keys``."""
+    return [f.name for f in dataclasses.fields(cls)]
