@@ -184,8 +184,12 @@ def test_queued_experiment_logs_to_main_store(scratch):
     runs = _runs_with_param(scratch, "score.seed", "7")
     assert runs, "no run of the queued experiment in the main store"
     assert all("/.dvc/tmp/exps/" in workspace for _, workspace in runs)
-    shown = run(scratch, "dvc", "exp", "show", "--json").stdout
-    assert "score.seed" in shown or '"seed": 7' in shown
+    shown = json.loads(run(scratch, "dvc", "exp", "show", "--json").stdout)
+    experiments = [e for entry in shown for e in entry.get("experiments") or []]
+    listed = [run_["data"] for e in experiments for run_ in e.get("revs", [])]
+    seven = [d for d in listed if d["params"]["params.yaml"]["data"]["score"]["seed"] == 7]
+    assert seven, "dvc exp show does not list the queued experiment"
+    assert "accuracy_mean" in seven[0]["metrics"]["metrics/vanilla.json"]["data"]["1"]
 
 
 def test_temporary_experiment_logs_to_main_store(scratch):

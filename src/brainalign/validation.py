@@ -131,9 +131,14 @@ def validate_recordings(recordings: list[Recording], runs: list[int], tr: float 
     tr_tolerance : float
         Allowed deviation from ``tr``, seconds.
     """
+    quiet = logging.getLogger("great_expectations")
+    quiet.setLevel(logging.WARNING)  # before the import, which logs as it loads, and after, which resets it
     import great_expectations as gx
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    quiet.setLevel(logging.WARNING)
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("great_expectations."):
+            logging.getLogger(name).setLevel(logging.NOTSET)
 
     context = gx.get_context(mode="ephemeral")
     try:

@@ -13,7 +13,8 @@ vanilla model, can recover): ``cls_share = 1`` makes the vanilla model optimal, 
 almost nothing, and values between leave fine-tuning something to find. Responsive voxels lie in spheres around left-hemisphere language regions of the MNI152 brain mask and
 read the features through participant weights ``sqrt(shared) * W_shared + sqrt(1 - shared) * W_own``;
 every voxel gets slow drift and AR(1) noise, and responsive voxels carry the signal at the participant's
-SNR (signal variance over noise variance). The final ``[CLS]`` state of the same encoder can only recover
+SNR (signal variance over the AR(1) noise's variance; the drift comes on top and
+prepare's detrending removes most of it). The final ``[CLS]`` state of the same encoder can only recover
 the ``cls_share`` part of this signal linearly.
 """
 
@@ -270,8 +271,7 @@ def simulate_experiment(config: SimulationConfig) -> tuple[list[Recording], Trut
         recordings.append(Recording(
             subject=subject, modality="fmri", responses=responses.astype(np.float32), times=tr_times,
             runs=tr_runs, words=words_df, coords=geometry["coords"], affine=geometry["affine"],
-            volume_shape=geometry["shape"], source=f"<simulated participant {subject}>",
-            extra={"region": geometry["region"]}))
+            volume_shape=geometry["shape"], source=f"<simulated participant {subject}>"))
     truth = Truth(responsive=responsive, region=geometry["region"], region_names=list(LANGUAGE_REGIONS),
                   snr=snrs, signal=signals, features=features.astype(np.float32))
     return recordings, truth
