@@ -1,5 +1,9 @@
-"""Stage prepare: trim, detrend and z-score within run, build word windows, write leave-one-run-out folds."""
+"""Stage prepare@<dataset>: trim, detrend and z-score within run, build word windows, write folds.
 
+The prepared splits are checked by their own suite before anything is written.
+"""
+
+import sys
 from pathlib import Path
 
 from brainalign.offline import go_offline
@@ -9,23 +13,30 @@ go_offline(Path.cwd())
 import mlflow  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
-from brainalign.cli import guarded  # noqa: E402
-from brainalign.params import DATASET_KEYS, load_params, section  # noqa: E402
+from brainalign.cli import guarded, stage_argument  # noqa: E402
+from brainalign.params import dataset, load_params, section  # noqa: E402
 from brainalign.prepared import prepare_recording, write_prepared  # noqa: E402
 from brainalign.recordings import read_dataset  # noqa: E402
-
-OUT = "data/prepared"
+from brainalign.validation import validate_prepared  # noqa: E402
 
 
 def main() -> None:
+    name = stage_argument("prepare")
     params = load_params()
-    dataset = section(params, "dataset", DATASET_KEYS)
+    data = dataset(params, name)
     settings = section(params, "prepare", ["drop_start_trs", "drop_end_trs", "window_span", "window_min_lead"])
-    with tracking.stage_run("prepare", {"dataset": dataset, "prepare": settings}):
+    out = f"data/prepared/{name}"
+    with tracking.stage_run(f"prepare@{name}", {"dataset": data, "prepare": settings}):
         prepared = [prepare_recording(rec, drop_start=settings["drop_start_trs"], drop_end=settings["drop_end_trs"],
                                       span=settings["window_span"], min_lead=settings["window_min_lead"])
-                    for rec in read_dataset(dataset["source"], dataset["path"])]
-        write_prepared(prepared, OUT)
+                    for rec in read_dataset(data["source"], data["path"], data["participants"])]
+        report = validate_prepared(prepared, out)
+        mlflow.log_dict(report.to_dict(), "prepared_validation.json")
+        mlflow.log_metric("validation_success", float(report.success))
+        if not report.success:
+            print(report.summary(), file=sys.stderr)
+        report.raise_for_failure()
+        write_prepared(prepared, out, report=report.to_dict())
         for p in prepared:
             mlflow.log_metrics({f"examples.{p.subject}": len(p.examples), f"channels.{p.subject}": p.responses.shape[1]})
 

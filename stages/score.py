@@ -1,4 +1,4 @@
-"""Stage score: per-voxel 20 vs 20 accuracy, R² and Pearson r on every held-out run, for every model."""
+"""Stage score: per-channel 20 vs 20 accuracy, R² and Pearson r on every held-out run, every model and dataset."""
 
 from pathlib import Path
 
@@ -21,16 +21,18 @@ PREPARED, MODELS, TABLE, METRICS = "data/prepared", "data/models", "data/scores/
 def main() -> None:
     settings = section(load_params(), "score", ["k", "n_draws", "seed", "anchor", "draws", "top_voxels"])
     with tracking.stage_run("score", {"score": settings}):
-        table = pd.concat([score_model(name, path, PREPARED, k=settings["k"], n_draws=settings["n_draws"],
-                                       seed=settings["seed"], anchor=settings["anchor"], draws=settings["draws"])
-                           for name, path in model_dirs(MODELS).items()], ignore_index=True)
+        table = pd.concat([score_model(model, path, Path(PREPARED) / name, k=settings["k"],
+                                       n_draws=settings["n_draws"], seed=settings["seed"], anchor=settings["anchor"],
+                                       draws=settings["draws"], dataset=name)
+                           for (model, name), path in model_dirs(MODELS).items()], ignore_index=True)
         with atomic_path(TABLE) as tmp:
             table.to_parquet(tmp, index=False)
         summary = summarise(table, top=settings["top_voxels"])
-        for model, subjects in summary.items():
-            write_json(Path(METRICS) / f"{model}.json", subjects)
-            for subject, values in subjects.items():
-                mlflow.log_metrics({f"{model}.{subject}.{k}": v for k, v in values.items()})
+        for model, datasets in summary.items():
+            write_json(Path(METRICS) / f"{model}.json", datasets)
+            for name, subjects in datasets.items():
+                for subject, values in subjects.items():
+                    mlflow.log_metrics({f"{model}.{name}.{subject}.{k}": v for k, v in values.items()})
         mlflow.log_artifact(TABLE)
 
 

@@ -1,7 +1,7 @@
 """Stage simulate: a simulated reading experiment in the Harry Potter fMRI release format.
 
-Writes ``data/raw/subject_N.mat`` (what a release holds) and ``data/truth/`` (what only the simulation
-knows: responsive voxels, SNR, noise-free signal).
+Writes ``data/raw/fmri/subject_N.mat`` and ``data/raw/meg/hp_meg.npz`` (what the releases hold) and
+``data/truth/`` (what only the simulation knows: responsive voxels, SNR, noise-free signal).
 """
 
 from dataclasses import asdict
@@ -22,11 +22,13 @@ from brainalign.recordings.simulated import SimulationConfig, simulate_experimen
 def main() -> None:
     config = SimulationConfig(**section(load_params(), "simulate", field_names(SimulationConfig)))
     with tracking.stage_run("simulate", {"simulate": asdict(config)}):
-        recordings, truth = simulate_experiment(config)
-        write_simulation(recordings, truth, config, "data/raw", "data/truth")
+        fmri, meg, truth = simulate_experiment(config)
+        write_simulation(fmri, meg, truth, config, "data/raw", "data/truth")
         mlflow.log_metrics({f"snr.{subject}": snr for subject, snr in truth.snr.items()})
+        mlflow.log_metrics({f"meg_snr.{subject}": float(f["snr"]) for subject, f in truth.meg.items()})
         mlflow.log_metrics({"n_voxels": truth.responsive.size, "n_responsive": int(truth.responsive.sum()),
-                            "n_trs": recordings[0].responses.shape[0]})
+                            "n_trs": fmri[0].responses.shape[0],
+                            "n_words": int((fmri[0].words["word"] != "+").sum())})
 
 
 if __name__ == "__main__":

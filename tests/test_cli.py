@@ -28,7 +28,7 @@ def test_inspect_summarises_a_file(tmp_path, capsys):
     write_hp_fmri(_recording("4"), tmp_path / "subject_4.mat")
     assert cli.main(["inspect", str(tmp_path / "subject_4.mat")]) == 0
     out = capsys.readouterr().out
-    assert "participant 4, 24 TRs x 5 voxels, runs [1, 2], 3 words (1 fixations), volume (2, 2, 2)" in out
+    assert "participant 4 (fmri), 24 TRs x 5 voxels, runs [1, 2], 3 words (1 fixations), volume (2, 2, 2)" in out
 
 
 def test_validate_passes_and_fails(tmp_path, capsys):

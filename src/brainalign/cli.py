@@ -2,8 +2,8 @@
 
     brainalign where                 where the pipeline's results are, and how to open MLflow
     brainalign ui [--port N]         the MLflow UI on 127.0.0.1 over this repository's store
-    brainalign inspect FILE          summarise one recording file (subject_N.mat)
-    brainalign validate DIR          run the validation suites on a directory of subject_N.mat files
+    brainalign inspect PATH          summarise the recordings at PATH (--source hp_fmri|hp_meg|own)
+    brainalign validate PATH         run the validation suites on the recordings at PATH
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ RESULTS = {
     "metrics (DVC metrics; `dvc metrics show`)": "metrics/",
     "figures (PNG, each with the CSV of its numbers)": "reports/figures/",
     "trained heads and held-out predictions (safetensors, npy)": "data/models/",
-    "prepared folds": "data/prepared/",
+    "prepared folds, one directory per dataset": "data/prepared/",
     "simulated recordings / ground truth": "data/raw/, data/truth/",
 }
 
@@ -37,6 +37,14 @@ def guarded(main: Callable[[], None]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def stage_argument(stage: str) -> str:
+    """The dataset a ``foreach`` stage runs on: its one command-line argument (``stages/<stage>.py NAME``)."""
+    if len(sys.argv) != 2:
+        raise BrainalignError(f"stages/{stage}.py: expected one argument, the dataset name (a key of "
+                              f"params.yaml's datasets), found {sys.argv[1:]}")
+    return sys.argv[1]
 
 
 def _where(args: argparse.Namespace) -> None:
@@ -59,20 +67,26 @@ def _ui(args: argparse.Namespace) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> None:
-    from brainalign.recordings import read_hp_fmri
+    from brainalign.recordings import read_dataset, read_hp_fmri
 
-    rec = read_hp_fmri(args.file)
-    words = rec.story_words()
-    print(f"{rec.source}: participant {rec.subject}, {rec.responses.shape[0]} TRs x {rec.n_channels} voxels, "
-          f"runs {sorted(set(rec.runs.tolist()))}, {len(words)} words "
-          f"({len(rec.words) - len(words)} fixations), volume {rec.volume_shape}")
+    path = args.path
+    recordings = ([read_hp_fmri(path)] if str(path).endswith(".mat") else read_dataset(args.source, path))
+    for rec in recordings:
+        words = rec.story_words()
+        rows, channels = ("words", "sensor x bin components") if rec.modality == "meg" else (
+            "TRs", "voxels" if rec.coords is not None else "channels")
+        print(f"{rec.source}: participant {rec.subject} ({rec.modality}), {rec.responses.shape[0]} {rows} x "
+              f"{rec.n_channels} {channels}, runs {sorted(set(rec.runs.tolist()))}, {len(words)} words "
+              f"({len(rec.words) - len(words)} fixations)"
+              + (f", volume {rec.volume_shape}" if rec.volume_shape else ""))
 
 
 def _validate(args: argparse.Namespace) -> None:
     from brainalign.recordings import read_dataset
     from brainalign.validation import validate_recordings
 
-    report = validate_recordings(read_dataset(args.source, args.directory), runs=args.runs, tr=args.tr)
+    tr = None if args.source == "hp_meg" else args.tr
+    report = validate_recordings(read_dataset(args.source, args.path), runs=args.runs, tr=tr)
     print(report.summary())
     report.raise_for_failure()
 
@@ -87,12 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(func=_ui)
-    inspect = commands.add_parser("inspect", help="summarise one recording file")
-    inspect.add_argument("file")
+    inspect = commands.add_parser("inspect", help="summarise recordings (a subject_N.mat, a directory, an .npz)")
+    inspect.add_argument("path")
+    inspect.add_argument("--source", default="hp_fmri", choices=["hp_fmri", "hp_meg", "own"])
     inspect.set_defaults(func=_inspect)
-    validate = commands.add_parser("validate", help="validate a directory of recordings")
-    validate.add_argument("directory")
-    validate.add_argument("--source", default="hp_fmri")
+    validate = commands.add_parser("validate", help="validate recordings")
+    validate.add_argument("path")
+    validate.add_argument("--source", default="hp_fmri", choices=["hp_fmri", "hp_meg", "own"])
     validate.add_argument("--runs", type=int, nargs="+", default=[1, 2, 3, 4])
     validate.add_argument("--tr", type=float, default=2.0)
     validate.set_defaults(func=_validate)

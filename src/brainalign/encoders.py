@@ -147,3 +147,47 @@ def word_states(encoder: Encoder, words: list[str], layer: int, chunk_words: int
             if pieces.any():
                 out[start + j] = hidden[pieces].mean(0)
     return out
+
+
+@torch.inference_mode()
+def last_word_features(encoder: Encoder, texts: list[str], batch_size: int = 32, max_length: int = 128,
+                       layer: int = -1, progress: bool = True) -> np.ndarray:
+    """The MEG head's input for the last word of each text: its first piece's state, length, log-probability.
+
+    The seed paper's MEG head reads the output embedding of a word's first piece with the word's length
+    and unigram log-probability appended (reference section 2). Texts are split on white space; a text
+    too long for ``max_length`` loses words from its start, never the last word.
+
+    Returns
+    -------
+    ndarray of shape (n_texts, width + 2), float32
+    """
+    from brainalign.lexicon import word_properties
+
+    out = np.zeros((len(texts), encoder.width + 2), dtype=np.float32)
+    if not texts:
+        return out
+    words = [t.split() for t in texts]
+    out[:, encoder.width:] = word_properties([w[-1] for w in words])
+    batches = _length_batches(np.array([len(t) for t in texts]), batch_size)
+    for index in tqdm(batches, desc=f"word features ({encoder.name})", disable=not progress):
+        chunk = [words[i] for i in index]
+        tokens = encoder.tokenizer(chunk, is_split_into_words=True, padding=True, truncation=False,
+                                   return_tensors="pt")
+        if tokens["input_ids"].shape[1] > max_length:
+            chunk = [_fit(encoder, w, max_length) for w in chunk]
+            tokens = encoder.tokenizer(chunk, is_split_into_words=True, padding=True, return_tensors="pt")
+        result = encoder.model(**tokens, output_hidden_states=layer != -1)
+        hidden = result.last_hidden_state if layer == -1 else result.hidden_states[layer]
+        for row, (i, ws) in enumerate(zip(index, chunk)):
+            ids = tokens.word_ids(row)
+            first = ids.index(len(ws) - 1)
+            out[i, : encoder.width] = hidden[row, first].float().numpy()
+    return out
+
+
+def _fit(encoder: Encoder, words: list[str], max_length: int) -> list[str]:
+    """The longest suffix of ``words`` whose pieces fit in ``max_length`` with [CLS] and [SEP]."""
+    while len(words) > 1 and len(encoder.tokenizer(words, is_split_into_words=True)["input_ids"]) > max_length:
+        words = words[1:]
+    return words

@@ -1,4 +1,7 @@
-"""Figures of scores: accuracy distributions and glass-brain maps. Each figure's numbers go to a CSV too."""
+"""Figures of scores: accuracy distributions, glass-brain maps, region bars and MEG time courses.
+
+Each figure's numbers go to a CSV beside it.
+"""
 
 from __future__ import annotations
 
@@ -61,6 +64,51 @@ def glass_brain(values: np.ndarray, coords: np.ndarray, affine: np.ndarray, shap
         display.savefig(str(tmp), dpi=100)
     display.close()
     _write_csv(table, path)
+
+
+def channel_accuracy(voxel_scores: pd.DataFrame, channel_names: list[str], path: str | os.PathLike,
+                     title: str) -> pd.DataFrame:
+    """Accuracy of each named channel (regions), one bar group per participant, chance marked."""
+    subjects = list(dict.fromkeys(voxel_scores["subject"]))
+    table = voxel_scores.assign(channel=[channel_names[v] for v in voxel_scores["voxel"]])[
+        ["subject", "channel", "accuracy"]]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(channel_names) * len(subjects) ** 0.5), 3.0))
+    width = 0.8 / len(subjects)
+    for i, subject in enumerate(subjects):
+        acc = table.loc[table["subject"] == subject].set_index("channel").reindex(channel_names)["accuracy"]
+        ax.bar(np.arange(len(channel_names)) + i * width, acc.to_numpy(), width=width, label=f"participant {subject}")
+    ax.axhline(0.5, color="k", lw=1, ls="--")
+    ax.set_xticks(np.arange(len(channel_names)) + 0.4 - width / 2, channel_names, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("20 vs 20 accuracy")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, table, path)
+    return table
+
+
+def meg_time_course(voxel_scores: pd.DataFrame, n_bins: int, path: str | os.PathLike, title: str,
+                    bin_ms: float = 25.0) -> pd.DataFrame:
+    """MEG accuracy per time bin after word onset, averaged over sensors, one line per participant.
+
+    Channels are sensor-major (``sensor * n_bins + bin``), as the MEG loader orders them.
+    """
+    rows = []
+    fig, ax = plt.subplots(figsize=(4.5, 3.0))
+    for subject, group in voxel_scores.groupby("subject", sort=False):
+        acc = group.sort_values("voxel")["accuracy"].to_numpy().reshape(-1, n_bins).mean(0)
+        times = (np.arange(n_bins) + 0.5) * bin_ms
+        ax.plot(times, acc, marker="o", ms=3, label=f"participant {subject}")
+        rows += [{"subject": subject, "time_ms": t, "accuracy": a} for t, a in zip(times, acc)]
+    ax.axhline(0.5, color="k", lw=1, ls="--")
+    ax.set_xlabel("time after word onset (ms)")
+    ax.set_ylabel("20 vs 20 accuracy (mean over sensors)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    table = pd.DataFrame(rows)
+    _save(fig, table, path)
+    return table
 
 
 def _save(fig: plt.Figure, table: pd.DataFrame, path: str | os.PathLike) -> None:

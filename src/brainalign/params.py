@@ -11,7 +11,7 @@ import yaml
 
 from brainalign.errors import ConfigError
 
-DATASET_KEYS = ["source", "path", "runs", "tr"]
+DATASET_KEYS = ["source", "path", "participants", "runs", "tr"]
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
@@ -48,3 +48,11 @@ def section(params: dict[str, Any], name: str, keys: Iterable[str] | None = None
 def field_names(cls: type) -> list[str]:
     """The fields of a dataclass, for :func:`section`'s ``keys``."""
     return [f.name for f in dataclasses.fields(cls)]
+
+
+def dataset(params: dict[str, Any], name: str, path: str = "params.yaml") -> dict[str, Any]:
+    """The settings of dataset ``name`` (``datasets.<name>``), checked for exactly :data:`DATASET_KEYS`."""
+    datasets = section(params, "datasets", path=path)
+    if name not in datasets:
+        raise ConfigError(f"{path}: datasets: expected a dataset named {name!r}, found {sorted(datasets)}")
+    return section(datasets, name, DATASET_KEYS, path=f"{path}: datasets")

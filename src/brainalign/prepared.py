@@ -1,12 +1,15 @@
-"""The prepared dataset on disk: per participant, examples (TR windows), responses and folds.
+"""The prepared dataset on disk: per participant, examples (word windows), responses and folds.
 
-Layout under the prepared directory::
+An example is a TR and the words of the 10 s before it (fMRI), or a content word and the words of the
+10 s up to its end (MEG: the word is the window's last word). Layout under the prepared directory::
 
-    subjects.json                 participant ids, in order
+    dataset.json                  modality and participant ids, in order
+    validation.json               the prepared-split suite's report
     <subject>/responses.npy       (n_examples, n_channels) float32, detrended and z-scored within run
-    <subject>/examples.parquet    one row per example: tr, time, run, n_words, text
+    <subject>/examples.parquet    one row per example: row, time, run, n_words, text
     <subject>/folds.json          leave-one-run-out splits (row indices into the examples)
     <subject>/space.npz           coords, affine, volume_shape (voxel data) for maps
+    <subject>/channels.json       channel names (regions, sensor components), when the data have them
 """
 
 from __future__ import annotations
@@ -37,11 +40,21 @@ class PreparedSubject:
     coords: np.ndarray | None = None
     affine: np.ndarray | None = None
     volume_shape: tuple[int, int, int] | None = None
+    channel_names: list[str] | None = None
+    modality: str = "fmri"
 
 
 def prepare_recording(recording: Recording, drop_start: int = 20, drop_end: int = 15,
                       span: float = SPAN, min_lead: float = MIN_LEAD) -> PreparedSubject:
-    """Trim, detrend and z-score within run, attach word windows, and split into folds."""
+    """Prepare one participant as reference section 2 does, by modality.
+
+    fMRI: drop the first ``drop_start`` and last ``drop_end`` TRs of each run, detrend and z-score each
+    channel within run, and keep the TRs with a full window of words (``span``, ``min_lead``). MEG: keep
+    the content words, detrend and standardise each sensor x bin component within run over them, and
+    give each the words of the ``span`` seconds up to its end.
+    """
+    if recording.modality == "meg":
+        return _prepare_meg(recording, span)
     keep = trim_mask(recording.runs, drop_start, drop_end)
     if not keep.any():
         raise InputError(recording.source, "runs", f"runs longer than {drop_start + drop_end} TRs",
@@ -51,22 +64,51 @@ def prepare_recording(recording: Recording, drop_start: int = 20, drop_end: int 
     rows = np.flatnonzero(keep)
     usable = windows["valid"].to_numpy()[rows]
     if not usable.any():
-        raise InputError(recording.source, "words", "words in the 10 s before the kept TRs", "none")
+        raise InputError(recording.source, "words", f"words in the {span} s before the kept TRs", "none")
     rows = rows[usable]
     examples = pd.DataFrame({
-        "tr": rows, "time": recording.times[rows], "run": recording.runs[rows],
+        "row": rows, "time": recording.times[rows], "run": recording.runs[rows],
         "n_words": windows["n_words"].to_numpy()[rows], "text": windows["text"].to_numpy()[rows],
     })
     return PreparedSubject(subject=recording.subject, examples=examples, responses=responses[usable],
                            folds=leave_one_run_out(examples["run"].to_numpy()), coords=recording.coords,
-                           affine=recording.affine, volume_shape=recording.volume_shape)
+                           affine=recording.affine, volume_shape=recording.volume_shape,
+                           channel_names=recording.channel_names, modality="fmri")
 
 
-def write_prepared(subjects: list[PreparedSubject], directory: str | os.PathLike) -> None:
-    """Write the prepared dataset, replacing ``directory`` atomically."""
+def _prepare_meg(recording: Recording, span: float) -> PreparedSubject:
+    from brainalign.lexicon import is_content_word
+
+    words = recording.story_words()
+    if len(words) != recording.responses.shape[0]:
+        raise InputError(recording.source, "words", f"{recording.responses.shape[0]} words (one per row)",
+                         f"{len(words)}")
+    content = np.array([is_content_word(w) for w in words["word"]])
+    if not content.any():
+        raise InputError(recording.source, "words", "content words", "none")
+    runs = words["run"].to_numpy()
+    ends = (words["onset"] + words["duration"]).to_numpy()
+    # The window of a word: the words of its run that start in the span seconds before it ends.
+    windows = tr_windows(ends, runs, words, span, min_lead=0.0)
+    rows = np.flatnonzero(content)
+    examples = pd.DataFrame({"row": rows, "time": words["onset"].to_numpy()[rows], "run": runs[rows],
+                             "n_words": windows["n_words"].to_numpy()[rows],
+                             "text": windows["text"].to_numpy()[rows], "word": words["word"].to_numpy()[rows]})
+    responses = detrend_zscore(recording.responses[rows], runs[rows])
+    return PreparedSubject(subject=recording.subject, examples=examples, responses=responses,
+                           folds=leave_one_run_out(runs[rows]), channel_names=recording.channel_names,
+                           modality="meg")
+
+
+def write_prepared(subjects: list[PreparedSubject], directory: str | os.PathLike, report: dict | None = None) -> None:
+    """Write the prepared dataset (and its validation ``report``), replacing ``directory`` atomically."""
     with atomic_path(directory) as tmp:
         tmp.mkdir(parents=True)
-        (tmp / "subjects.json").write_text(json.dumps([s.subject for s in subjects]) + "\n")
+        modalities = sorted({s.modality for s in subjects})
+        (tmp / "dataset.json").write_text(json.dumps({"modality": modalities[0] if len(modalities) == 1 else modalities,
+                                                      "subjects": [s.subject for s in subjects]}, indent=2) + "\n")
+        if report is not None:
+            (tmp / "validation.json").write_text(json.dumps(report, indent=2) + "\n")
         for prepared in subjects:
             folder = tmp / prepared.subject
             folder.mkdir()
@@ -78,14 +120,21 @@ def write_prepared(subjects: list[PreparedSubject], directory: str | os.PathLike
             if prepared.coords is not None:
                 np.savez(folder / "space.npz", coords=prepared.coords, affine=prepared.affine,
                          volume_shape=np.asarray(prepared.volume_shape))
+            if prepared.channel_names is not None:
+                (folder / "channels.json").write_text(json.dumps(list(prepared.channel_names)) + "\n")
+
+
+def prepared_dataset(directory: str | os.PathLike) -> dict:
+    """The prepared dataset's description: ``modality`` and ``subjects`` (ids, in order)."""
+    path = Path(directory) / "dataset.json"
+    if not path.exists():
+        raise InputError(path, "dataset.json", "the description of a prepared dataset", "no such file")
+    return json.loads(path.read_text())
 
 
 def prepared_subjects(directory: str | os.PathLike) -> list[str]:
     """Participant ids of a prepared dataset, in order."""
-    path = Path(directory) / "subjects.json"
-    if not path.exists():
-        raise InputError(path, "subjects.json", "the list of prepared participants", "no such file")
-    return [str(s) for s in json.loads(path.read_text())]
+    return [str(s) for s in prepared_dataset(directory)["subjects"]]
 
 
 def read_prepared(directory: str | os.PathLike, subject: str) -> PreparedSubject:
@@ -99,9 +148,13 @@ def read_prepared(directory: str | os.PathLike, subject: str) -> PreparedSubject
     folds = [Fold(index=f["fold"], heldout_run=f["heldout_run"], train=np.asarray(f["train"], dtype=np.int64),
                   test=np.asarray(f["test"], dtype=np.int64))
              for f in json.loads((folder / "folds.json").read_text())]
-    coords = affine = shape = None
+    coords = affine = shape = names = None
     if (folder / "space.npz").exists():
         with np.load(folder / "space.npz", allow_pickle=False) as space:
             coords, affine, shape = space["coords"], space["affine"], tuple(int(s) for s in space["volume_shape"])
+    if (folder / "channels.json").exists():
+        names = [str(n) for n in json.loads((folder / "channels.json").read_text())]
+    modality = prepared_dataset(directory)["modality"]
     return PreparedSubject(subject=subject, examples=examples, responses=responses, folds=folds,
-                           coords=coords, affine=affine, volume_shape=shape)
+                           coords=coords, affine=affine, volume_shape=shape, channel_names=names,
+                           modality=modality if isinstance(modality, str) else "fmri")

@@ -11,6 +11,7 @@ from brainalign.errors import InputError
 
 FIXATION = "+"
 WORD_COLUMNS = ("word", "onset", "duration")
+MODALITIES = ("fmri", "meg")
 
 
 @dataclass
@@ -21,8 +22,6 @@ class Recording:
     ----------
     subject : str
         Participant id.
-    modality : {"fmri", "meg"}
-        Recording modality.
     responses : ndarray of shape (n_times, n_channels)
         Responses per TR (fMRI) and voxel, region or sensor component, float32.
     times : ndarray of shape (n_times,)
@@ -30,8 +29,13 @@ class Recording:
     runs : ndarray of shape (n_times,)
         Run label of each TR (1-based).
     words : DataFrame
-        Columns ``word``, ``onset`` and ``duration`` (seconds), in presentation order. Fixation
-        entries (``"+"``) are kept as the release has them; :func:`story_words` drops them.
+        Columns ``word``, ``onset`` and ``duration`` (seconds), in presentation order, and optionally
+        ``run`` (sources whose runs each have their own clock say which run a word belongs to; otherwise a
+        word belongs to the run of the last TR at or before its onset). Fixation entries (``"+"``) are
+        kept as the release has them; :func:`story_words` drops them.
+    modality : {"fmri", "meg"}
+        ``fmri``: one row per TR (voxels or regions). ``meg``: one row per word, its sensor x time-bin
+        components; ``times`` are the words' onsets.
     coords : ndarray of shape (n_channels, 3), optional
         0-based voxel indices into a volume of ``volume_shape``.
     affine : ndarray of shape (4, 4), optional
@@ -69,6 +73,8 @@ class Recording:
             if getattr(self, name).shape[0] != n:
                 raise InputError(self.source, name, f"{n} entries (one per row of the responses)",
                                  f"{getattr(self, name).shape[0]}")
+        if self.modality not in MODALITIES:
+            raise InputError(self.source, "modality", f"one of {MODALITIES}", repr(self.modality))
         missing = [c for c in WORD_COLUMNS if c not in self.words.columns]
         if missing:
             raise InputError(self.source, "words", f"columns {list(WORD_COLUMNS)}",
@@ -92,6 +98,8 @@ class Recording:
     def story_words(self) -> pd.DataFrame:
         """The words of the text, without fixation entries, with the run each falls in."""
         words = self.words[self.words["word"] != FIXATION].reset_index(drop=True)
+        if "run" in words.columns:
+            return words.assign(run=words["run"].to_numpy(dtype=np.int64))
         return words.assign(run=assign_runs(words["onset"].to_numpy(), self.times, self.runs))
 
 

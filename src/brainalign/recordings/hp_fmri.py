@@ -6,7 +6,7 @@ Variables: ``data`` (TRs x voxels), ``time`` (TRs x 2: start time in seconds, ru
 ``coordToROInum``, ``ROInumToName``, ``voxel_size``, ``matrix``). ``matrix`` follows the SPM convention and
 maps 1-based voxel coordinates to MNI millimetres; :class:`Recording` holds 0-based indices and the matching
 affine. Fixation entries (``+``) stay in ``words``; ``meta.nvoxels`` may disagree with the columns of
-``data`` (the data win, with a warning).
+``data`` (the data win, with a warning). Both MATLAB v5 and v7.3 (HDF5) files are read (see :mod:`.matfile`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import scipy.io
 from brainalign.errors import InputError
 from brainalign.files import atomic_path
 from brainalign.recordings.base import Recording
+from brainalign.recordings.matfile import load_mat, write_mat73
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +61,7 @@ def read_hp_fmri(path: str | os.PathLike) -> Recording:
         If the file is unreadable or a variable is missing or malformed.
     """
     path = Path(path)
-    try:
-        # No squeeze_me: it would turn a one-voxel or one-TR matrix 1-D.
-        mat = scipy.io.loadmat(path, squeeze_me=False, struct_as_record=True, chars_as_strings=True)
-    except NotImplementedError as exc:  # scipy's answer to MATLAB v7.3 (HDF5) files
-        raise InputError(path, "file", "a MATLAB v5 .mat file", f"a v7.3/HDF5 file ({exc})") from exc
-    except Exception as exc:  # scipy raises several types for truncated or corrupt files
-        raise InputError(path, "file", "a readable MATLAB .mat file", f"{type(exc).__name__}: {exc}") from exc
+    mat = load_mat(path)
     missing = [v for v in VARIABLES if v not in mat]
     if missing:
         present = sorted(k for k in mat if not k.startswith("__"))
@@ -172,7 +167,8 @@ def _read_meta(path: Path, meta: np.ndarray, n_columns: int) -> dict:
 
 
 def write_hp_fmri(recording: Recording, path: str | os.PathLike, region_of_voxel: np.ndarray | None = None,
-                  region_names: list[str] | None = None, voxel_size: float | None = None) -> None:
+                  region_names: list[str] | None = None, voxel_size: float | None = None,
+                  version: str = "5") -> None:
     """Write ``recording`` as a ``subject_N.mat`` file of the release, atomically.
 
     Parameters
@@ -187,7 +183,11 @@ def write_hp_fmri(recording: Recording, path: str | os.PathLike, region_of_voxel
         Names of the regions, for ``ROInumToName``.
     voxel_size : float, optional
         Voxel edge in millimetres, for ``voxel_size``.
+    version : {"5", "7.3"}
+        MATLAB file version: v5 (what the release holds) or v7.3 (HDF5).
     """
+    if version not in ("5", "7.3"):
+        raise ValueError(f"version: expected '5' or '7.3', found {version!r}")
     if recording.coords is None or recording.affine is None or recording.volume_shape is None:
         raise InputError(recording.source, "coords/affine/volume_shape", "spatial information", "none")
     n_voxels = recording.n_channels
@@ -221,6 +221,14 @@ def write_hp_fmri(recording: Recording, path: str | os.PathLike, region_of_voxel
         "words": words,
         "meta": meta,
     }
+    if version == "7.3":
+        content["words"] = {"__struct_array__": True, "text": [str(w) for w in recording.words["word"]],
+                            "start": [float(x) for x in recording.words["onset"]],
+                            "length": [float(x) for x in recording.words["duration"]]}
+        content["meta"] = {**meta, "ROInumToName": [str(n) for n in region_names or []],
+                           "subject": str(recording.subject)}
+        write_mat73(path, content)
+        return
     with atomic_path(path) as tmp:
         scipy.io.savemat(tmp, content, do_compression=False, oned_as="column")
         # scipy stamps the creation time into the 116-byte header text; a fixed text keeps the file's bytes

@@ -23,17 +23,18 @@ def draw_seed(seed: int, subject: str, fold: int) -> list[int]:
 
 def score_model(model: str, model_dir: str | os.PathLike, prepared_dir: str | os.PathLike, k: int = 20,
                 n_draws: int = 1000, seed: int = 0, anchor: str = "target",
-                draws: str = "independent") -> pd.DataFrame:
-    """Per-voxel k vs k accuracy, R² and Pearson r of every participant and held-out run.
+                draws: str = "independent", dataset: str = "") -> pd.DataFrame:
+    """Per-channel k vs k accuracy, R² and Pearson r of every participant and held-out run of a dataset.
 
     Returns
     -------
-    DataFrame with columns ``model``, ``subject``, ``fold``, ``heldout_run``, ``voxel``, ``accuracy``,
-    ``r2``, ``pearson_r`` (one row per participant, fold and voxel).
+    DataFrame with columns ``dataset``, ``model``, ``subject``, ``fold``, ``heldout_run``, ``voxel`` (the
+    channel: voxel, region or sensor x bin component), ``accuracy``, ``r2``, ``pearson_r`` (one row per
+    participant, fold and channel).
     """
     frames = []
     subjects = prepared_subjects(prepared_dir)
-    for subject in tqdm(subjects, desc=f"scoring {model}"):
+    for subject in tqdm(subjects, desc=f"scoring {model} on {dataset or prepared_dir}"):
         data = read_prepared(prepared_dir, subject)
         for fold in data.folds:
             y_true = data.responses[fold.test]
@@ -41,7 +42,7 @@ def score_model(model: str, model_dir: str | os.PathLike, prepared_dir: str | os
             targets, distractors = draw_kvsk(len(fold.test), k, n_draws, np.random.default_rng(
                 draw_seed(seed, subject, fold.index)), draws=draws)
             frames.append(pd.DataFrame({
-                "model": model, "subject": subject, "fold": fold.index, "heldout_run": fold.heldout_run,
+                "dataset": dataset, "model": model, "subject": subject, "fold": fold.index, "heldout_run": fold.heldout_run,
                 "voxel": np.arange(y_true.shape[1]),
                 "accuracy": kvsk_accuracy(y_true, y_pred, targets, distractors, anchor=anchor),
                 "r2": r2_score(y_true, y_pred), "pearson_r": pearson_r(y_true, y_pred)}))
@@ -49,32 +50,37 @@ def score_model(model: str, model_dir: str | os.PathLike, prepared_dir: str | os
 
 
 def voxel_means(table: pd.DataFrame) -> pd.DataFrame:
-    """Scores averaged over held-out runs: one row per model, participant and voxel."""
-    return (table.groupby(["model", "subject", "voxel"], sort=False)[["accuracy", "r2", "pearson_r"]]
+    """Scores averaged over held-out runs: one row per dataset, model, participant and channel."""
+    return (table.groupby(["dataset", "model", "subject", "voxel"], sort=False)[["accuracy", "r2", "pearson_r"]]
             .mean().reset_index())
 
 
 def summarise(table: pd.DataFrame, top: int = 1000) -> dict:
-    """Metrics per model and participant: mean accuracy over all voxels and over the ``top`` best.
+    """Metrics per model, dataset and participant: mean accuracy over all channels and the ``top`` best.
 
-    The best voxels are chosen by their mean accuracy over held-out runs, as the paper reports them.
+    The best channels are chosen by their mean accuracy over held-out runs, as the paper reports them.
+    Returns ``{model: {dataset: {subject or "mean": {metric: value}}}}``.
     """
     summary: dict = {}
-    for (model, subject), group in voxel_means(table).groupby(["model", "subject"], sort=False):
+    for (model, name, subject), group in voxel_means(table).groupby(["model", "dataset", "subject"], sort=False):
         best = np.sort(group["accuracy"].to_numpy())[::-1][:top]
-        summary.setdefault(model, {})[str(subject)] = {
+        summary.setdefault(model, {}).setdefault(name, {})[str(subject)] = {
             "accuracy_mean": float(group["accuracy"].mean()),
             f"accuracy_top{top}": float(best.mean()),
             "r2_mean": float(group["r2"].mean()),
             "pearson_r_mean": float(group["pearson_r"].mean()),
         }
-    for model, subjects in summary.items():
-        keys = list(next(iter(subjects.values())))
-        subjects["mean"] = {key: float(np.mean([v[key] for s, v in subjects.items() if s != "mean"])) for key in keys}
+    for datasets in summary.values():
+        for subjects in datasets.values():
+            keys = list(next(iter(subjects.values())))
+            subjects["mean"] = {key: float(np.mean([v[key] for v in subjects.values()])) for key in keys}
     return summary
 
 
-def model_dirs(models_root: str | os.PathLike) -> dict[str, Path]:
-    """The trained models under ``data/models``, by name."""
+def model_dirs(models_root: str | os.PathLike) -> dict[tuple[str, str], Path]:
+    """The trained models under ``data/models/<model>/<dataset>``, by (model, dataset)."""
     root = Path(models_root)
-    return {p.name: p for p in sorted(root.iterdir()) if p.is_dir()} if root.exists() else {}
+    if not root.exists():
+        return {}
+    return {(m.name, d.name): d for m in sorted(root.iterdir()) if m.is_dir()
+            for d in sorted(m.iterdir()) if d.is_dir()}
