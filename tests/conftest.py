@@ -21,3 +21,34 @@ def rng():
     import numpy as np
 
     return np.random.default_rng(12345)
+
+
+def run_stage(workdir: Path, stage: str, *args: str) -> tuple[int, str]:
+    """Run ``stages/<stage>.py`` in-process with ``workdir`` as its working directory, as DVC would run it.
+
+    Returns the exit status and what the stage wrote to stderr. MLflow goes to a store inside
+    ``workdir`` (set ``BRAINALIGN_TRACKING_URI`` to change it).
+    """
+    import contextlib
+    import io
+    import runpy
+
+    stderr = io.StringIO()
+    previous_dir, previous_argv = os.getcwd(), sys.argv
+    env_before = os.environ.get("BRAINALIGN_TRACKING_URI")
+    os.environ.setdefault("BRAINALIGN_TRACKING_URI", f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}")
+    try:
+        os.chdir(workdir)
+        sys.argv = [f"stages/{stage}.py", *args]
+        with contextlib.redirect_stderr(stderr):
+            try:
+                runpy.run_path(str(REPOSITORY / "stages" / f"{stage}.py"), run_name="__main__")
+                code = 0
+            except SystemExit as exc:
+                code = int(exc.code or 0)
+    finally:
+        os.chdir(previous_dir)
+        sys.argv = previous_argv
+        if env_before is None:
+            os.environ.pop("BRAINALIGN_TRACKING_URI", None)
+    return code, stderr.getvalue()

@@ -68,10 +68,18 @@ def scratch(tmp_path_factory) -> Path:
     run(root, "git", "add", "-A")
     run(root, "git", "commit", "-qm", "scratch copy")
     result = run(root, "dvc", "repro")
-    assert stages_run(result) == {"simulate", "validate", "prepare", "encode", "vanilla", "score", "report"}
+    assert stages_run(result) == STAGES
     run(root, "git", "add", "-A")
     run(root, "git", "commit", "-qm", "first run")
     return root
+
+
+STAGES = {"simulate", "score", "report"} | {f"{stage}@{name}" for stage in ("validate", "prepare", "encode", "vanilla")
+                                             for name in ("fmri", "meg")}
+
+
+def prepared_ids(root: Path, dataset: str = "fmri") -> list[str]:
+    return json.loads((root / "data/prepared" / dataset / "dataset.json").read_text())["subjects"]
 
 
 def store(root: Path) -> sqlite3.Connection:
@@ -81,18 +89,27 @@ def store(root: Path) -> sqlite3.Connection:
 def test_outputs_exist(scratch):
     """The score table, metrics and figures are where the README says, with the right content."""
     table = pd.read_parquet(scratch / "data/scores/scores.parquet")
-    assert set(table.columns) >= {"model", "subject", "fold", "heldout_run", "voxel", "accuracy", "r2", "pearson_r"}
-    prepared = json.loads((scratch / "data/prepared/subjects.json").read_text())
+    assert set(table.columns) >= {"dataset", "model", "subject", "fold", "heldout_run", "voxel", "accuracy", "r2",
+                                  "pearson_r"}
+    assert set(table["dataset"]) == {"fmri", "meg"}
+    assert sorted(table.loc[table["dataset"] == "meg", "subject"].unique()) == ["M1", "M2"]
+    assert table.loc[table["dataset"] == "meg", "voxel"].max() == 306 * 20 - 1
+    prepared = prepared_ids(scratch)
+    table = table[table["dataset"] == "fmri"]
     assert sorted(table["subject"].unique()) == sorted(prepared)
     assert table.groupby("subject")["fold"].nunique().eq(4).all()
     metrics = json.loads((scratch / "metrics/vanilla.json").read_text())
+    assert set(metrics) == {"fmri", "meg"}
+    metrics = metrics["fmri"]
     assert set(metrics) == set(prepared) | {"mean"}
     for subject in prepared:
         acc = voxel_means(table[table["subject"] == subject])["accuracy"].to_numpy()
         assert metrics[subject]["accuracy_mean"] == pytest.approx(acc.mean())
         assert metrics[subject]["accuracy_top1000"] == pytest.approx(np.sort(acc)[::-1][:1000].mean())
     figures = scratch / "reports/figures"
-    for name in ["vanilla_accuracy_distribution.png", "vanilla_glass_brain_1.png", "vanilla_glass_brain_mean.png"]:
+    for name in ["vanilla_fmri_accuracy_distribution.png", "vanilla_fmri_glass_brain_1.png",
+                 "vanilla_fmri_glass_brain_mean.png", "vanilla_meg_accuracy_distribution.png",
+                 "vanilla_meg_time_course.png"]:
         assert (figures / name).stat().st_size > 10_000
         assert (figures / name).with_suffix(".csv").exists()
 
@@ -100,8 +117,8 @@ def test_outputs_exist(scratch):
 def test_vanilla_accuracy_against_ground_truth(scratch):
     """Responsive voxels clearly above chance; pure-noise voxels within 0.5 +- 0.03 (simulation's truth)."""
     means = voxel_means(pd.read_parquet(scratch / "data/scores/scores.parquet"))
-    for subject, group in means.groupby("subject"):
-        truth = read_truth(scratch / "data/truth", str(subject))
+    for subject, group in means[means["dataset"] == "fmri"].groupby("subject"):
+        truth = read_truth(scratch / "data/truth", str(subject), "fmri")
         accuracy = group.sort_values("voxel")["accuracy"].to_numpy()
         responsive = truth["responsive"]
         assert responsive.sum() > 50 and (~responsive).sum() > 1000
@@ -125,7 +142,7 @@ def test_forced_rerun_reproduces_every_output_bitwise(scratch):
     """Same commit and params on CPU: every stage run again gives outputs with the same hashes."""
     before = _outputs(scratch)
     result = run(scratch, "dvc", "repro", "--force")
-    assert len(stages_run(result)) == 7
+    assert stages_run(result) == STAGES
     assert _outputs(scratch) == before
 
 
@@ -139,14 +156,14 @@ def test_mlflow_records(scratch):
         parents = dict(db.execute(
             "select t.value, r.run_uuid from runs r join tags t on t.run_uuid = r.run_uuid "
             "where t.key = 'stage' and r.status = 'FINISHED' order by r.start_time desc").fetchall())
-        assert set(parents) == {"simulate", "validate", "prepare", "encode", "vanilla", "score", "report"}
-        tags = dict(db.execute("select key, value from tags where run_uuid = ?", (parents["vanilla"],)).fetchall())
+        assert set(parents) == STAGES
+        tags = dict(db.execute("select key, value from tags where run_uuid = ?", (parents["vanilla@fmri"],)).fetchall())
         assert tags["git_commit"] == commit
-        assert tags["input_md5.data/features"] == lock["encode"]["outs"][0]["md5"]
-        assert tags["input_md5.data/prepared"] == lock["prepare"]["outs"][0]["md5"]
+        assert tags["input_md5.data/features/fmri"] == lock["encode@fmri"]["outs"][0]["md5"]
+        assert tags["input_md5.data/prepared/fmri"] == lock["prepare@fmri"]["outs"][0]["md5"]
         children = [r for (r,) in db.execute(
-            "select run_uuid from tags where key = 'mlflow.parentRunId' and value = ?", (parents["vanilla"],))]
-        subjects = json.loads((scratch / "data/prepared/subjects.json").read_text())
+            "select run_uuid from tags where key = 'mlflow.parentRunId' and value = ?", (parents["vanilla@fmri"],))]
+        subjects = prepared_ids(scratch)
         assert len(children) == 4 * len(subjects)
         epochs = yaml.safe_load((scratch / "params.yaml").read_text())["vanilla"]["epochs"]
         for child in children:
@@ -189,7 +206,7 @@ def test_queued_experiment_logs_to_main_store(scratch):
     listed = [run_["data"] for e in experiments for run_ in e.get("revs", [])]
     seven = [d for d in listed if d["params"]["params.yaml"]["data"]["score"]["seed"] == 7]
     assert seven, "dvc exp show does not list the queued experiment"
-    assert "accuracy_mean" in seven[0]["metrics"]["metrics/vanilla.json"]["data"]["1"]
+    assert "accuracy_mean" in seven[0]["metrics"]["metrics/vanilla.json"]["data"]["fmri"]["1"]
 
 
 def test_temporary_experiment_logs_to_main_store(scratch):
@@ -202,7 +219,7 @@ def test_failed_validation_stops_the_pipeline(scratch):
     """A NaN in one recording: validate fails naming the file and check; prepare does not run."""
     bad = scratch / "bad_raw"
     bad.mkdir()
-    for source in sorted((scratch / "data/raw").glob("subject_*.mat")):
+    for source in sorted((scratch / "data/raw/fmri").glob("subject_*.mat")):
         recording = read_hp_fmri(source)
         if source.name == "subject_2.mat":
             recording.responses[30, 5] = np.nan
@@ -210,14 +227,14 @@ def test_failed_validation_stops_the_pipeline(scratch):
     params = scratch / "params.yaml"
     original = params.read_text()
     try:
-        params.write_text(original.replace("  path: data/raw", "  path: bad_raw"))
+        params.write_text(original.replace("  path: data/raw/fmri", "  path: bad_raw"))
         result = run(scratch, "dvc", "repro", check=False)
         assert result.returncode != 0
         assert "subject_2.mat" in result.stderr and "nonfinite_values" in result.stderr
-        assert "prepare" not in stages_run(result)
+        assert "prepare@fmri" not in stages_run(result)
         with store(scratch) as db:
             status = db.execute("select r.status from runs r join tags t on t.run_uuid = r.run_uuid "
-                                "where t.key = 'stage' and t.value = 'validate' order by r.start_time desc").fetchone()
+                                "where t.key = 'stage' and t.value = 'validate@fmri' order by r.start_time desc").fetchone()
         assert status == ("FAILED",)
     finally:
         params.write_text(original)

@@ -84,9 +84,20 @@ def input_hashes(stage: str, start: str | os.PathLike | None = None) -> dict[str
     path) are hashed here: a file's MD5, or for a directory the MD5 of its sorted ``path:md5`` listing.
     """
     root = workspace_root(start)
+    if not (root / "dvc.yaml").exists():
+        return {}  # a stage run by hand outside a pipeline: nothing declares its inputs
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
-    deps = [d if isinstance(d, str) else next(iter(d)) for d in stages.get(stage, {}).get("deps", [])]
-    deps = [_interpolate(d, root) for d in deps]
+    params = yaml.safe_load((root / "params.yaml").read_text()) if (root / "params.yaml").exists() else {}
+    name, _, key = stage.partition("@")
+    definition = stages.get(name, {})
+    context = dict(params)
+    if key and "foreach" in definition:
+        # A foreach stage (``validate@fmri``): ${key} is the entry's key, ${item.x} its values.
+        entries = _lookup(params, definition["foreach"].strip()[2:-1])
+        context.update({"key": key, "item": entries.get(key, {})})
+        definition = definition.get("do", {})
+    deps = [d if isinstance(d, str) else next(iter(d)) for d in definition.get("deps", [])]
+    deps = [_interpolate(d, context) for d in deps]
     recorded: dict[str, str] = {}
     lock = root / "dvc.lock"
     if lock.exists():
@@ -110,19 +121,21 @@ def input_hashes(stage: str, start: str | os.PathLike | None = None) -> dict[str
     return hashes
 
 
-def _interpolate(text: str, root: Path) -> str:
-    """Resolve ``${section.key}`` from params.yaml, as dvc.yaml templating does for plain values."""
-    if "${" not in text:
-        return text
-    params = yaml.safe_load((root / "params.yaml").read_text())
+def _lookup(context: dict, dotted: str) -> Any:
+    value: Any = context
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def _interpolate(text: str, context: dict) -> str:
+    """Resolve ``${a.b}`` from ``context`` (params, plus ``key`` and ``item`` in foreach stages), as
+    dvc.yaml templating does for plain values."""
     out = text
     while "${" in out:
         start = out.index("${")
         end = out.index("}", start)
-        value: Any = params
-        for part in out[start + 2:end].split("."):
-            value = value[part]
-        out = out[:start] + str(value) + out[end + 1:]
+        out = out[:start] + str(_lookup(context, out[start + 2:end])) + out[end + 1:]
     return out
 
 
