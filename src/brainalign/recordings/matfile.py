@@ -92,9 +92,7 @@ def _convert(handle, node, where: str) -> object:
         return np.zeros(dims if len(dims) >= 2 else (0, 0), dtype=_NUMERIC.get(kind, np.float64))
     data = node[()]
     if kind == "char":
-        codes = np.asarray(data, dtype=np.uint16).T
-        rows = ["".join(chr(c) for c in row) for row in np.atleast_2d(codes)]
-        return np.array(rows if len(rows) > 1 else rows[:1] or [""])
+        return _decode(data, kind, handle, where)
     if kind == "cell":
         refs = np.asarray(data).T
         out = np.empty(refs.shape, dtype=object)
@@ -126,10 +124,7 @@ def _struct(handle, group, where: str) -> np.ndarray:
         if isinstance(member, h5py.Dataset) and member.dtype == h5py.ref_dtype and _matlab_class(member) != "cell":
             refs = np.asarray(member[()]).T
             shape = refs.shape
-            values = np.empty(refs.shape, dtype=object)
-            for index in np.ndindex(refs.shape):
-                values[index] = _convert(handle, handle[refs[index]], f"{where}.{name}")
-            fields[name] = values
+            fields[name] = _elements(handle, refs, f"{where}.{name}")
         else:
             fields[name] = _convert(handle, member, f"{where}.{name}")
     out = np.empty(shape, dtype=[(n, object) for n in names])
@@ -140,6 +135,44 @@ def _struct(handle, group, where: str) -> np.ndarray:
             for index in np.ndindex(shape):
                 out[index][name] = value if shape == (1, 1) else value[index]
     return out
+
+
+def _elements(handle, refs: np.ndarray, where: str) -> np.ndarray:
+    """The elements of a struct-array field, converted.
+
+    A field's elements nearly always share one MATLAB class (the text of every word is char): the class
+    of the first element with the same dtype is reused, and attributes (slow to read one by one: a
+    chapter has 5,176 words x 3 fields) are read again only for an element that differs or may be empty.
+    """
+    from h5py import h5d, h5r, h5s
+
+    values = np.empty(refs.shape, dtype=object)
+    known: dict[np.dtype, str] = {}
+    for index in np.ndindex(refs.shape):
+        # The low-level API: h5py's high-level objects cost more than the read itself for tiny datasets.
+        oid = h5r.dereference(refs[index], handle.id)
+        fast = isinstance(oid, h5d.DatasetID) and oid.dtype in known
+        # MATLAB marks an empty array with an attribute and stores its dimensions (uint64) as the data.
+        if fast and not (oid.dtype == np.uint64 and oid.shape == (2,)):
+            data = np.empty(oid.shape, dtype=oid.dtype)
+            oid.read(h5s.ALL, h5s.ALL, data)
+            values[index] = _decode(data, known[oid.dtype], handle, where)
+        else:
+            node = handle[refs[index]]
+            values[index] = _convert(handle, node, where)
+            if not isinstance(values[index], np.ndarray) or values[index].dtype != object:
+                known.setdefault(node.dtype, _matlab_class(node))
+    return values
+
+
+def _decode(data: np.ndarray, kind: str, handle, where: str) -> object:
+    if kind == "char":
+        codes = np.atleast_2d(np.asarray(data, dtype=np.uint16).T)
+        rows = ["".join(chr(c) for c in row) for row in codes]
+        return np.array(rows if len(rows) > 1 else rows[:1] or [""])
+    if kind in _NUMERIC:
+        return np.atleast_2d(np.asarray(data).T)
+    raise InputError(handle.filename, where, "a struct, cell, char or numeric variable", f"MATLAB class {kind!r}")
 
 
 def write_mat73(path: str | os.PathLike, variables: dict[str, object]) -> None:
