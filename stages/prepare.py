@@ -3,7 +3,6 @@
 The prepared splits are checked by their own suite before anything is written.
 """
 
-import sys
 from pathlib import Path
 
 from brainalign.offline import go_offline
@@ -33,9 +32,7 @@ def main() -> None:
         report = validate_prepared(prepared, out)
         mlflow.log_dict(report.to_dict(), "prepared_validation.json")
         mlflow.log_metric("validation_success", float(report.success))
-        if not report.success:
-            print(report.summary(), file=sys.stderr)
-        report.raise_for_failure()
+        report.raise_for_failure()  # the failure's message is the report
         write_prepared(prepared, out, report=report.to_dict())
         for p in prepared:
             mlflow.log_metrics({f"examples.{p.subject}": len(p.examples), f"channels.{p.subject}": p.responses.shape[1]})

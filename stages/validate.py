@@ -3,7 +3,6 @@
 A failure stops the pipeline with a report naming the file, the check and the offending values.
 """
 
-import sys
 from pathlib import Path
 
 from brainalign.offline import go_offline
@@ -33,8 +32,8 @@ def main() -> None:
         mlflow.log_dict(report.to_dict(), "validation.json")
         mlflow.log_metrics({"validation_success": float(report.success),
                             "failed_checks": float(len(report.failures()))})
-        print(report.summary(), file=sys.stderr if not report.success else sys.stdout)
-        report.raise_for_failure()
+        report.raise_for_failure()  # the failure's message is the report
+        print(report.summary())
         write_json(f"data/validation/{name}.json", report.to_dict())
 
 

@@ -26,7 +26,7 @@ ONSETS = [0.5, 3.0, 11.0, 25.0, 37.5]
 WORDS = ["Harry", "had", "never", "believed", "he"]
 
 # 5 checks on the TRs, 4 on the words, 2 on the summary, and 1 across recordings.
-CHECKS_PER_RECORDING = 5 + 5 + 2  # trs, words, summary_fmri
+CHECKS_PER_RECORDING = 6 + 7 + 2  # trs, words, summary_fmri
 
 
 def words_frame(onsets=ONSETS, words=None) -> pd.DataFrame:

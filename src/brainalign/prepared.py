@@ -56,6 +56,7 @@ def prepare_recording(recording: Recording, drop_start: int = 20, drop_end: int 
     if recording.modality == "meg":
         return _prepare_meg(recording, span)
     keep = trim_mask(recording.runs, drop_start, drop_end)
+    _require_finite(recording, keep)
     if not keep.any():
         raise InputError(recording.source, "runs", f"runs longer than {drop_start + drop_end} TRs",
                          "nothing left after trimming")
@@ -94,10 +95,23 @@ def _prepare_meg(recording: Recording, span: float) -> PreparedSubject:
     examples = pd.DataFrame({"row": rows, "time": words["onset"].to_numpy()[rows], "run": runs[rows],
                              "n_words": windows["n_words"].to_numpy()[rows],
                              "text": windows["text"].to_numpy()[rows], "word": words["word"].to_numpy()[rows]})
+    keep = np.zeros(len(words), dtype=bool)
+    keep[rows] = True
+    _require_finite(recording, keep)
     responses = detrend_zscore(recording.responses[rows], runs[rows])
     return PreparedSubject(subject=recording.subject, examples=examples, responses=responses,
                            folds=leave_one_run_out(runs[rows]), channel_names=recording.channel_names,
                            modality="meg")
+
+
+def _require_finite(recording: Recording, rows: np.ndarray) -> None:
+    """Detrending spreads a NaN over its whole run: refuse non-finite responses in the rows used."""
+    bad = ~np.isfinite(recording.responses[rows])
+    if bad.any():
+        row, channel = np.argwhere(bad)[0]
+        raise InputError(recording.source, "responses", "finite values in every row used",
+                         f"{int(bad.sum())} non-finite value(s), first at row {int(np.flatnonzero(rows)[row])}, "
+                         f"channel {int(channel)}")
 
 
 def write_prepared(subjects: list[PreparedSubject], directory: str | os.PathLike, report: dict | None = None) -> None:

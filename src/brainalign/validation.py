@@ -85,6 +85,7 @@ def recording_tables(rec: Recording, tr: float | None) -> dict[str, pd.DataFrame
             dt[1:] = np.where(same_run, np.diff(rec.times), np.nan)
         run_step[1:] = np.diff(rec.runs)
     trs = pd.DataFrame({"run": rec.runs, "time": rec.times, "dt": dt, "run_step": run_step,
+                        "time_finite": np.isfinite(rec.times),
                         "nonfinite_values": (~np.isfinite(rec.responses)).sum(1)})
     onsets = rec.words["onset"].to_numpy(dtype=np.float64)
     if "run" in rec.words.columns:
@@ -100,12 +101,23 @@ def recording_tables(rec: Recording, tr: float | None) -> dict[str, pd.DataFrame
     run_end = {r: rec.times[rec.runs == r].max() + last for r in np.unique(rec.runs)}
     start = np.array([run_start.get(r, np.nan) for r in word_runs])
     end = np.array([run_end.get(r, np.nan) for r in word_runs])
+    explicit_runs = "run" in rec.words.columns
     step = np.full(len(onsets), np.nan)
+    run_step_words = np.zeros(len(onsets), dtype=np.int64)
     if len(onsets) > 1:
-        step[1:] = np.where(word_runs[1:] == word_runs[:-1], np.diff(onsets), np.nan)
+        if explicit_runs:
+            # Each run may have its own clock: onsets increase within a run, and runs follow each other.
+            step[1:] = np.where(word_runs[1:] == word_runs[:-1], np.diff(onsets), np.nan)
+            run_step_words[1:] = np.diff(word_runs)
+        else:
+            step[1:] = np.diff(onsets)  # one clock: onsets increase throughout, across runs too
+    timing = rec.words[["onset", "duration"]].to_numpy(dtype=np.float64)
     words = pd.DataFrame({
         "word": rec.words["word"].astype(str),
         "run": word_runs,
+        # With a clock per run, words come run by run: a run that goes back (or skips) is out of order.
+        "run_step": run_step_words,
+        "timing_finite": np.isfinite(timing).all(1),
         "onset": onsets,
         "onset_step": step,
         "after_start": onsets - start,
@@ -155,11 +167,14 @@ def _suites(gx, runs: list[int], tr: float | None, tr_tolerance: float) -> dict[
             # Runs are contiguous blocks in order: the run label never goes back or skips.
             e.ExpectColumnValuesToBeInSet(column="run_step", value_set=[0.0, 1.0]),
             e.ExpectColumnValuesToBeBetween(column="nonfinite_values", max_value=0),
+            e.ExpectColumnValuesToBeInSet(column="time_finite", value_set=[True]),
         ] + ([e.ExpectColumnValuesToBeBetween(column="dt", min_value=tr - tr_tolerance, max_value=tr + tr_tolerance)]
              if tr is not None else []),
         "words": [
             e.ExpectTableRowCountToBeBetween(min_value=1),
             e.ExpectColumnValuesToBeInSet(column="run", value_set=runs),
+            e.ExpectColumnValuesToBeInSet(column="run_step", value_set=[0, 1]),
+            e.ExpectColumnValuesToBeInSet(column="timing_finite", value_set=[True]),
             e.ExpectColumnValuesToBeBetween(column="onset_step", min_value=0.0, strict_min=True),
             e.ExpectColumnValuesToBeBetween(column="after_start", min_value=0.0),
             e.ExpectColumnValuesToBeBetween(column="before_end", min_value=0.0, strict_min=True),

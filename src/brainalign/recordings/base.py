@@ -64,7 +64,11 @@ class Recording:
     def __post_init__(self) -> None:
         self.responses = np.asarray(self.responses, dtype=np.float32)
         self.times = np.asarray(self.times, dtype=np.float64).reshape(-1)
-        self.runs = np.asarray(self.runs).reshape(-1).astype(np.int64)
+        runs = np.asarray(self.runs, dtype=np.float64).reshape(-1)
+        if not np.all(np.isfinite(runs)) or not np.all(runs == np.rint(runs)):
+            bad = runs[~(np.isfinite(runs) & (runs == np.rint(runs)))]
+            raise InputError(self.source, "runs", "whole run numbers", f"values such as {bad[:5].tolist()}")
+        self.runs = runs.astype(np.int64)
         if self.responses.ndim != 2:
             raise InputError(self.source, "responses", "a 2-D array (times x channels)",
                              f"shape {self.responses.shape}")

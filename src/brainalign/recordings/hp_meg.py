@@ -73,6 +73,8 @@ def read_hp_meg(path: str | os.PathLike, word_duration: float = 0.5) -> list[Rec
         raise InputError(path, "data", "a numeric array (subjects, words, sensors, time bins)",
                          f"{data.dtype} array of shape {data.shape}")
     n_subjects, n_words, n_sensors, n_bins = data.shape
+    if n_subjects == 0 or n_words == 0 or n_bins == 0:
+        raise InputError(path, "data", "at least one participant, word and time bin", f"shape {data.shape}")
     if n_sensors != N_SENSORS:
         raise InputError(path, "data", f"{N_SENSORS} sensors on axis 2 (Elekta Neuromag: 102 x 3)",
                          f"{n_sensors} (shape {data.shape})")

@@ -88,6 +88,8 @@ def _convert(handle, node, where: str) -> object:
                              f"MATLAB class {kind!r} (objects, tables and strings are not supported)")
         return _struct(handle, node, where)
     if node.attrs.get("MATLAB_empty", 0):
+        if kind == "char":
+            return np.array([], dtype="<U1")  # as scipy loads an empty v5 char array
         dims = tuple(int(d) for d in np.asarray(node[()]).reshape(-1))
         return np.zeros(dims if len(dims) >= 2 else (0, 0), dtype=_NUMERIC.get(kind, np.float64))
     data = node[()]
@@ -201,8 +203,10 @@ def _write(parent, refs, counter, name: str, value: object):
         group = parent.create_group(name)
         group.attrs["MATLAB_class"] = np.bytes_("struct")
         fields = [k for k in value if k != "__struct_array__"]
-        group.attrs["MATLAB_fields"] = np.array([np.frombuffer(f.encode(), dtype="S1") for f in fields],
-                                                dtype=h5py.vlen_dtype(np.dtype("S1")))
+        names = np.empty(len(fields), dtype=h5py.vlen_dtype(np.dtype("S1")))
+        for i, f in enumerate(fields):  # element by element: equal-length names would make a 2-D array
+            names[i] = np.frombuffer(f.encode(), dtype="S1")
+        group.attrs["MATLAB_fields"] = names
         if value.get("__struct_array__"):
             for field in fields:
                 elements = [_write(refs, refs, counter, f"r{next(counter)}", item) for item in value[field]]

@@ -17,6 +17,7 @@ regions instead of voxels. Files are read as UTF-8.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 from pathlib import Path
@@ -74,8 +75,14 @@ def read_table(path: Path, columns: tuple[str, ...], numeric: tuple[str, ...] = 
         raise InputError(path, "encoding", "UTF-8 text", f"byte {raw[exc.start:exc.start + 1]!r} on line {line}") from exc
     if not raw.strip():
         raise InputError(path, "rows", f"a header with columns {list(columns)} and at least one row", "an empty file")
-    # keep_default_na=False: "NA", "null" and "nan" are words, not missing values.
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8")
+    # keep_default_na=False: "NA", "null" and "nan" are words, not missing values; QUOTE_NONE: a quote
+    # mark is a character of a word, not the start of a quoted field.
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8",
+                            quoting=csv.QUOTE_NONE)
+    except pd.errors.ParserError as exc:
+        raise InputError(path, "rows", "a tab-separated table with the same number of fields on every line",
+                         str(exc).strip()) from exc
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise InputError(path, missing[0], f"columns {list(columns)}", f"columns {list(table.columns)}")
@@ -107,7 +114,10 @@ def _read_responses(directory: Path) -> tuple[np.ndarray, dict]:
         try:
             array = np.load(path, allow_pickle=False)
         except ValueError as exc:
-            raise InputError(path, "responses", "a numeric .npy array (no pickled objects)", str(exc)) from exc
+            if "allow_pickle" in str(exc):
+                raise InputError(path, "responses", "a numeric .npy array (no pickled objects)",
+                                 "an object array, which would have to be unpickled") from exc
+            raise InputError(path, "file", "a readable .npy file", f"{type(exc).__name__}: {exc}") from exc
         except (OSError, EOFError) as exc:
             raise InputError(path, "file", "a readable .npy file", f"{type(exc).__name__}: {exc}") from exc
         if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
@@ -135,6 +145,9 @@ def _read_nifti(path: Path, directory: Path) -> tuple[np.ndarray, dict]:
         raise InputError(directory, "mask.nii.gz", "a 3-D mask beside the 4-D responses image", "no such file")
     try:
         image, mask = nibabel.load(path), nibabel.load(mask_path)
+        # nibabel reads lazily: read everything here, where a damaged file can be reported.
+        inside = np.asarray(mask.get_fdata()) > 0
+        data = np.asarray(image.dataobj, dtype=np.float32)
     except Exception as exc:  # nibabel raises many types for damaged files
         raise InputError(path, "file", "readable NIfTI images", f"{type(exc).__name__}: {exc}") from exc
     if len(image.shape) != 4:
@@ -144,11 +157,9 @@ def _read_nifti(path: Path, directory: Path) -> tuple[np.ndarray, dict]:
     if not np.allclose(mask.affine, image.affine, atol=1e-4):
         raise InputError(mask_path, "affine", f"the responses' affine {image.affine.tolist()}",
                          f"{mask.affine.tolist()}")
-    inside = np.asarray(mask.get_fdata()) > 0
     if not inside.any():
         raise InputError(mask_path, "voxels", "at least one voxel inside the mask", "none")
     coords = np.argwhere(inside)
-    data = np.asarray(image.dataobj, dtype=np.float32)
     return data[inside].T, {"file": path, "coords": coords, "affine": np.asarray(image.affine, dtype=np.float64),
                             "shape": tuple(int(s) for s in image.shape[:3])}
 

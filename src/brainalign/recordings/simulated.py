@@ -408,8 +408,9 @@ def write_simulation(fmri: list[Recording], meg: list[Recording], truth: Truth, 
     with atomic_path(raw_dir) as tmp:
         (tmp / "fmri").mkdir(parents=True)
         for rec in fmri:
-            write_hp_fmri(rec, tmp / "fmri" / f"subject_{rec.subject}.mat", region_of_voxel=truth.region,
-                          region_names=truth.region_names, voxel_size=float(config.resolution_mm))
+            # No region labels in the release files: the simulation's regions are its responsive voxels,
+            # which belong to the ground truth only (data/truth).
+            write_hp_fmri(rec, tmp / "fmri" / f"subject_{rec.subject}.mat", voxel_size=float(config.resolution_mm))
         if meg:
             (tmp / "meg").mkdir()
             write_hp_meg(meg, tmp / "meg" / "hp_meg.npz")
