@@ -6,9 +6,13 @@ One module-scoped directory holds five small datasets, each in one format the pi
              runs, a fixation entry per run, different voxel sets per participant (as in the release);
 ``hpv73``    the same recordings written as MATLAB v7.3 (HDF5);
 ``meg``      the Harry Potter MEG ``.npz``: 2 participants, 306 sensors x 4 time bins;
-``regions``  the own-data format with 5 named regions (``responses.tsv``), TR 1.5 s, words at irregular
-             onsets (gaps of 0.25-0.6 s, a listening experiment), every run on its own clock from 0 s;
-``nifti``    the own-data format as a 4-D NIfTI image and a mask, all runs on one clock.
+``regions``  the own-data format with 5 named regions (``responses.tsv``), 4 participants, TR 1.5 s, words at
+             irregular onsets (gaps of 0.25-0.6 s, a listening experiment), every run on its own clock from 0 s;
+``nifti``    the own-data format as a 4-D NIfTI image and a mask, 2 participants, all runs on one clock, the
+             release datasets' words and TRs.
+
+The own-format files are written with the library's ``write_own``, the release files with ``write_hp_fmri``
+and ``write_hp_meg``.
 
 Each has 4 runs (the folds are leave-one-run-out). The truth is planted, not learned: the responses of a
 few "signal" channels are a random linear read-out of the very features the vanilla model sees (the frozen
@@ -18,10 +22,10 @@ every other channel is pure noise. ``validate``, ``prepare``, ``encode`` and ``v
 through tests/conftest.py's ``run_stage`` (as ``dvc repro`` runs them), then ``score`` and ``report`` once.
 
 Expected: every stage exits 0; the score table holds every dataset, participant and channel; signal
-channels score clearly above chance (20 vs 20 accuracy, here k = 10) and noise channels at chance; the v5
+channels score clearly above chance (k vs k accuracy, here k = 10) and noise channels at chance; the v5
 and v7.3 files, which hold identical recordings, give identical prepared data, features and scores; the
-regions dataset's examples sit on its 1.5 s TRs and each run's own clock; the report draws the figure
-each kind of channel calls for.
+regions dataset's examples sit on its 1.5 s TRs and each run's own clock; the words reach the windows
+exactly as planted; the report draws the figure each kind of channel calls for.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ RUNS = [1, 2, 3, 4]
 DROP_START, DROP_END = 5, 3  # prepare.drop_start_trs / drop_end_trs in this test's params.yaml
 SPAN, MIN_LEAD = 10.1, 9.6   # prepare.window_span / window_min_lead (the repository's values)
 REST = 10.0                  # seconds of rest before a run's first word
-NOISE_SD = 0.7               # noise added to the (unit-variance) planted signal
+NOISE_SD = 0.5               # noise added to the (unit-variance) planted signal
 K = 10
 
 # fMRI on a regular grid (hpv5, hpv73, nifti share one layout: same words, same windows)
@@ -56,20 +60,20 @@ TR = 2.0
 TRS_PER_RUN = 48
 # regions: a faster TR, irregular words
 REGIONS_TR = 1.5
-REGIONS_TRS_PER_RUN = 64
+REGIONS_TRS_PER_RUN = 56
 REGION_NAMES = ["L IFG", "L MTG", "L AG", "R V1", "R M1"]
 REGION_SIGNAL = [0, 1]       # the planted regions; the other three are noise
-REGIONS_SUBJECTS = ["sub-01", "sub-02"]
+REGIONS_SUBJECTS = ["sub-01", "sub-02", "sub-03", "sub-04"]
 # voxels: a small volume in MNI space
 VOLUME = (6, 7, 6)
 AFFINE = np.array([[-6.0, 0, 0, 18.0], [0, 6.0, 0, -60.0], [0, 0, 6.0, -6.0], [0, 0, 0, 1]])
 N_SIGNAL_VOXELS = 12
-HP_VOXELS = {"1": 40, "2": 34}  # participants of the release have different voxel sets
+HP_VOXELS = {"1": 64, "2": 56}  # participants of the release have different voxel sets
 NIFTI_SUBJECTS = ["s01", "s02"]
-NIFTI_VOXELS = 36
+NIFTI_VOXELS = 60
 # MEG
 MEG_SUBJECTS = ["M1", "M2"]
-MEG_WORDS_PER_RUN = 90
+MEG_WORDS_PER_RUN = 72
 MEG_SENSORS, MEG_BINS = 306, 4
 MEG_SIGNAL_SENSORS = 6       # sensors 0-5, every bin: channels 0 .. 6 * 4 - 1
 
@@ -183,13 +187,10 @@ def write_params(root: Path) -> None:
         "regions": {"source": "own", "path": "raw/regions", **entry, "tr": REGIONS_TR},
         "nifti": {"source": "own", "path": "raw/nifti", **entry, "tr": TR},
     }
-    for name in params["datasets"]:  # the loaders' key order, as params.dataset checks exactly these keys
-        params["datasets"][name] = {k: params["datasets"][name][k] for k in ("source", "path", "participants",
-                                                                            "runs", "tr")}
     params["prepare"].update(drop_start_trs=DROP_START, drop_end_trs=DROP_END, window_span=SPAN,
                              window_min_lead=MIN_LEAD)
     params["vanilla"].update(epochs=10, learning_rate=3.0e-3)
-    params["score"].update(k=K, n_draws=200)
+    params["score"].update(k=K, n_draws=1000)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -317,8 +318,8 @@ def test_every_format_reaches_the_score_table(pipeline):
             assert per_fold["count"].eq(expected).all() and per_fold["min"].eq(0).all(), (name, subject)
             assert per_fold["max"].eq(expected - 1).all(), (name, subject)
             assert np.isfinite(group["accuracy"]).all(), (name, subject)
-    assert pipeline.truth["regions"]["sub-01"]["n_channels"] == 5
-    assert pipeline.truth["meg"]["M1"]["n_channels"] == 306 * MEG_BINS
+    channels = table.groupby(["dataset", "subject", "fold"])["voxel"].count().groupby("dataset").unique()
+    assert channels["regions"].tolist() == [5] and channels["meg"].tolist() == [306 * 4]
     metrics = json.loads((pipeline.root / "metrics/vanilla.json").read_text())
     assert set(metrics) == set(DATASETS)
     for name in DATASETS:
@@ -334,13 +335,30 @@ def test_planted_channels_above_chance_noise_at_chance(pipeline, name):
         accuracy = group.sort_values("voxel")["accuracy"].to_numpy()
         planted_here = np.zeros(accuracy.size, dtype=bool)
         planted_here[pipeline.truth[name][subject]["signal"]] = True
-        assert accuracy[planted_here].mean() > 0.65, (subject, accuracy[planted_here])
+        assert accuracy[planted_here].mean() > 0.6, (subject, accuracy[planted_here])
         signal_acc.append(accuracy[planted_here])
         noise_acc.append(accuracy[~planted_here])
     signal_acc, noise_acc = np.concatenate(signal_acc), np.concatenate(noise_acc)
     assert signal_acc.mean() > 0.7, signal_acc
-    assert abs(noise_acc.mean() - 0.5) < 0.05, noise_acc
-    assert signal_acc.min() > noise_acc.mean(), (signal_acc, noise_acc.mean())
+    assert np.median(signal_acc) > 0.65, signal_acc
+    # One noise channel's accuracy on one held-out run of ~35-40 examples spreads with SD ~0.15 (k = 10);
+    # voxels and MEG pool hundreds of channel x run values, the regions only 4 participants x 3 x 4 runs.
+    tolerance = 0.08 if name == "regions" else 0.05
+    assert abs(noise_acc.mean() - 0.5) < tolerance, noise_acc
+
+
+def normalised(rec: Recording) -> np.ndarray:
+    """The responses prepare must keep: each run trimmed, then detrended and z-scored per channel (NaN where
+    trimmed)."""
+    from scipy.signal import detrend
+
+    out = np.full(rec.responses.shape, np.nan)
+    for run in RUNS:
+        in_run = np.flatnonzero(rec.runs == run)
+        kept = in_run[DROP_START: in_run.size - DROP_END]
+        block = detrend(rec.responses[kept].astype(np.float64), axis=0, type="linear")
+        out[kept] = (block - block.mean(0)) / block.std(0)
+    return out
 
 
 def test_v5_and_v73_release_files_give_identical_results(pipeline):
@@ -349,54 +367,88 @@ def test_v5_and_v73_release_files_give_identical_results(pipeline):
     for subject in EXPECTED_SUBJECTS["hpv5"]:
         v5, v73 = root / "data/prepared/hpv5" / subject, root / "data/prepared/hpv73" / subject
         assert np.array_equal(np.load(v5 / "responses.npy"), np.load(v73 / "responses.npy")), subject
-        pd.testing.assert_frame_equal(pd.read_parquet(v5 / "examples.parquet"), pd.read_parquet(v73 / "examples.parquet"))
+        pd.testing.assert_frame_equal(pd.read_parquet(v5 / "examples.parquet"),
+                                      pd.read_parquet(v73 / "examples.parquet"))
         assert (v5 / "folds.json").read_text() == (v73 / "folds.json").read_text()
         space5, space73 = np.load(v5 / "space.npz"), np.load(v73 / "space.npz")
         for key in ("coords", "affine", "volume_shape"):
             assert np.array_equal(space5[key], space73[key]), key
         assert np.array_equal(np.load(root / "data/features/hpv5" / f"{subject}.npy"),
                               np.load(root / "data/features/hpv73" / f"{subject}.npy"))
-        # What was written is what was read back: the planted responses, trimmed and normalised.
+        # What was written is what was read back: the planted responses, trimmed, detrended and z-scored
+        # within run (by hand here), at the examples' TRs; the voxels where they were put.
         rec = pipeline.truth["hpv5"][subject]["raw"]
         assert np.array_equal(space5["coords"], rec.coords)
         np.testing.assert_allclose(space5["affine"], AFFINE)
+        rows = pd.read_parquet(v5 / "examples.parquet")["row"].to_numpy()
+        np.testing.assert_allclose(np.load(v5 / "responses.npy"), normalised(rec)[rows], atol=1e-4)
     table = pipeline.table.drop(columns="dataset")
     v5 = table[pipeline.table["dataset"] == "hpv5"].reset_index(drop=True)
     v73 = table[pipeline.table["dataset"] == "hpv73"].reset_index(drop=True)
     pd.testing.assert_frame_equal(v5, v73, check_exact=True)
 
 
+def expected_windows(rec: Recording) -> pd.DataFrame:
+    """The examples prepare must make of a planted own-format recording, worked out here by hand: the TRs
+    kept after trimming whose run has a word at least MIN_LEAD s before them, with the words of that run
+    starting in the SPAN s before the TR."""
+    rows = []
+    for run in RUNS:
+        in_run = np.flatnonzero(rec.runs == run)
+        run_words = rec.words[(rec.words["run"] == run) & (rec.words["word"] != "+")]
+        for row in in_run[DROP_START: in_run.size - DROP_END]:
+            t = rec.times[row]
+            window = run_words[(run_words["onset"] >= t - SPAN) & (run_words["onset"] < t)]
+            if len(window) and window["onset"].min() <= t - MIN_LEAD:
+                rows.append((row, t, run, len(window), " ".join(window["word"])))
+    return pd.DataFrame(rows, columns=["row", "time", "run", "n_words", "text"])
+
+
 def test_regions_examples_follow_their_tr_and_each_runs_clock(pipeline):
-    """Regions: examples sit on the 1.5 s TRs of trs.tsv, each run from 0 s, and a window holds only the
-    words of its own run in the 10.1 s before its TR (worked out here from words.tsv, not by the library)."""
+    """Regions: examples sit on the 1.5 s TRs of trs.tsv, each run from 0 s, and a window counts only the
+    words of its own run in the 10.1 s before its TR (expected_windows, from the planted recording)."""
     root = pipeline.root
     for subject in REGIONS_SUBJECTS:
-        raw = root / "raw/regions" / subject
-        trs = pd.read_csv(raw / "trs.tsv", sep="\t")
-        words = pd.read_csv(raw / "words.tsv", sep="\t", keep_default_na=False)
+        rec = pipeline.truth["regions"][subject]["raw"]
+        trs = pd.read_csv(root / "raw/regions" / subject / "trs.tsv", sep="\t")
+        for run in RUNS:  # the fixture as written: each run on its own clock, TR 1.5 s
+            onsets = trs.loc[trs["run"] == run, "onset"].to_numpy()
+            assert onsets[0] == 0.0 and np.allclose(np.diff(onsets), REGIONS_TR)
         examples = pd.read_parquet(root / "data/prepared/regions" / subject / "examples.parquet")
         np.testing.assert_array_equal(examples["time"].to_numpy(), trs["onset"].to_numpy()[examples["row"]])
         np.testing.assert_array_equal(examples["run"].to_numpy(), trs["run"].to_numpy()[examples["row"]])
-        expected_rows = []
-        for run in RUNS:
-            in_run = trs.index[trs["run"] == run].to_numpy()
-            onsets = trs.loc[in_run, "onset"].to_numpy()
-            assert onsets[0] == 0.0 and np.allclose(np.diff(onsets), REGIONS_TR)  # each run on its own clock
-            run_words = words[words["run"] == run]
-            for row, t in zip(in_run[DROP_START: len(in_run) - DROP_END], onsets[DROP_START: len(in_run) - DROP_END]):
-                window = run_words[(run_words["onset"] >= t - SPAN) & (run_words["onset"] < t)]
-                if len(window) and window["onset"].min() <= t - MIN_LEAD:
-                    expected_rows.append((row, t, run, len(window), " ".join(window["word"])))
-        expected = pd.DataFrame(expected_rows, columns=["row", "time", "run", "n_words", "text"])
-        got = examples[["row", "time", "run", "n_words", "text"]]
-        assert len(got) == len(expected) and len(got) > 4 * 30
-        pd.testing.assert_frame_equal(got.reset_index(drop=True), expected, check_dtype=False)
+        expected = expected_windows(rec)
+        assert len(expected) > 4 * 30
+        columns = ["row", "time", "run", "n_words"]
+        pd.testing.assert_frame_equal(examples[columns].reset_index(drop=True), expected[columns], check_dtype=False)
         # Each run's examples start at the same time on its own clock: the first TR with a full window.
         first = examples.groupby("run")["time"].min()
-        assert first.nunique() == 1 and first.iloc[0] == pytest.approx(REGIONS_TR * np.ceil((REST + MIN_LEAD) / REGIONS_TR))
+        assert first.nunique() == 1
+        assert first.iloc[0] == pytest.approx(REGIONS_TR * np.ceil((REST + MIN_LEAD) / REGIONS_TR))
         assert json.loads((root / "data/prepared/regions" / subject / "channels.json").read_text()) == REGION_NAMES
         responses = np.load(root / "data/prepared/regions" / subject / "responses.npy")
         assert responses.shape == (len(examples), len(REGION_NAMES))
+
+
+def test_own_format_windows_hold_the_words_as_planted(pipeline):
+    """The words reach the encoder as they were planted, in the own format as in the release format.
+
+    The packaged story has words with quote marks (``"Somebody``, ``forget."``); a quote mark is a character
+    of a word, so a window's text is the planted words joined by spaces. The NIfTI dataset has the release
+    datasets' words (less the fixations) on the same TRs, so its examples must equal theirs."""
+    root = pipeline.root
+    for name, subjects in (("regions", REGIONS_SUBJECTS), ("nifti", NIFTI_SUBJECTS)):
+        for subject in subjects:
+            examples = pd.read_parquet(root / "data/prepared" / name / subject / "examples.parquet")
+            expected = expected_windows(pipeline.truth[name][subject]["raw"])
+            assert any('"' in text for text in expected["text"])  # the check means something
+            assert len(examples) == len(expected)
+            bad = np.flatnonzero(examples["text"].to_numpy() != expected["text"].to_numpy())
+            assert bad.size == 0, (f"{name}/{subject}: {bad.size} windows differ from the planted words, first: "
+                                   f"{examples['text'].iloc[bad[0]][:80]!r} != {expected['text'].iloc[bad[0]][:80]!r}")
+    release = pd.read_parquet(root / "data/prepared/hpv5/1/examples.parquet")
+    nifti = pd.read_parquet(root / "data/prepared/nifti" / NIFTI_SUBJECTS[0] / "examples.parquet")
+    pd.testing.assert_frame_equal(release, nifti)
 
 
 def test_meg_examples_are_the_content_words_with_their_windows(pipeline):

@@ -177,14 +177,20 @@ def write_own(recording: Recording, directory: str | os.PathLike, form: str = "a
         form = "nifti" if recording.coords is not None else "tsv" if recording.channel_names else "npy"
     with atomic_path(directory) as tmp:
         tmp.mkdir(parents=True)
-        pd.DataFrame({"onset": recording.times, "run": recording.runs}).to_csv(tmp / "trs.tsv", sep="\t", index=False)
+        # No quoting, as read_table reads: a quote mark is a character of a word.
+        table = {"sep": "\t", "index": False, "quoting": csv.QUOTE_NONE}
+        pd.DataFrame({"onset": recording.times, "run": recording.runs}).to_csv(tmp / "trs.tsv", **table)
         words = recording.story_words() if "run" not in recording.words else recording.words
-        words[list(WORD_COLUMNS)].to_csv(tmp / "words.tsv", sep="\t", index=False)
+        bad = words["word"].astype(str).str.contains(r"[\t\n\r]")
+        if bad.any():
+            raise InputError(recording.source, "words", "words without tabs or line breaks",
+                             f"{words['word'].iloc[int(np.flatnonzero(bad)[0])]!r}")
+        words[list(WORD_COLUMNS)].to_csv(tmp / "words.tsv", **table)
         if form == "npy":
             np.save(tmp / "responses.npy", recording.responses)
         elif form == "tsv":
             names = recording.channel_names or [f"channel{i}" for i in range(recording.n_channels)]
-            pd.DataFrame(recording.responses, columns=names).to_csv(tmp / "responses.tsv", sep="\t", index=False)
+            pd.DataFrame(recording.responses, columns=names).to_csv(tmp / "responses.tsv", **table)
         elif form == "nifti":
             import nibabel
 
