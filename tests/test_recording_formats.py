@@ -710,3 +710,27 @@ def test_truth_is_kept_out_of_release_files(simulation):
     truth_files = sorted(str(p.relative_to(simulation["truth_dir"]))
                          for p in simulation["truth_dir"].rglob("*") if p.is_file())
     assert truth_files == ["fmri/subject_1.npz", "fmri/subject_2.npz", "meg/subject_M1.npz", "truth.json"]
+
+
+def test_release_region_labels_come_from_an_atlas_not_the_truth(simulation):
+    """meta.colToROInum labels every voxel with its nearest Dosenbach (2010) region, as the release labels
+    with an atlas; the labels do not single out the responsive voxels (no label set equals them)."""
+    from nilearn.datasets import fetch_coords_dosenbach_2010
+
+    from brainalign.recordings.simulated import read_truth
+
+    rec = read_hp_fmri(simulation["raw"] / "fmri" / "subject_1.mat")
+    meta = rec.extra["meta"]
+    labels = np.asarray(meta["colToROInum"]).reshape(-1).astype(int)
+    names = [str(np.asarray(n).reshape(-1)[0]) for n in np.asarray(meta["ROInumToName"]).reshape(-1)]
+    atlas = fetch_coords_dosenbach_2010()
+    assert names == [str(n) for n in atlas.labels]
+    voxel = 0  # hand check of one voxel: its label is the atlas centre nearest to it in MNI space
+    mni = rec.affine @ np.r_[rec.coords[voxel], 1.0]
+    centres = np.asarray(atlas.rois[["x", "y", "z"]], dtype=float)
+    assert labels[voxel] == 1 + np.argmin(((centres - mni[:3]) ** 2).sum(1))
+    assert labels.min() >= 1
+    responsive = read_truth(simulation["truth_dir"], "1", "fmri")["responsive"]
+    for label in np.unique(labels[responsive]):
+        assert not np.array_equal(labels == label, responsive)
+    assert np.unique(labels[responsive]).size > 1

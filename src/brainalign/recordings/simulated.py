@@ -395,6 +395,21 @@ def simulate_meg(config: SimulationConfig, word_level: np.ndarray, story: pd.Dat
     return out
 
 
+def atlas_labels(coords: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Each voxel's region in an atlas, for ``meta.colToROInum``: the nearest of Dosenbach et al.
+    (2010)'s 160 regions (shipped with nilearn), as the release labels its voxels with AAL's.
+
+    Returns 1-based region numbers per voxel and the region names.
+    """
+    from nilearn.datasets import fetch_coords_dosenbach_2010
+
+    atlas = fetch_coords_dosenbach_2010()
+    centres = np.asarray(atlas.rois[["x", "y", "z"]], dtype=np.float64)
+    mni = coords @ affine[:3, :3].T + affine[:3, 3]
+    nearest = np.argmin(((mni[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+    return nearest + 1, [str(name) for name in atlas.labels]
+
+
 def write_simulation(fmri: list[Recording], meg: list[Recording], truth: Truth, config: SimulationConfig,
                      raw_dir: str | os.PathLike, truth_dir: str | os.PathLike) -> None:
     """Write the recordings in release formats under ``raw_dir`` and the ground truth under ``truth_dir``.
@@ -405,12 +420,14 @@ def write_simulation(fmri: list[Recording], meg: list[Recording], truth: Truth, 
     """
     from brainalign.recordings.hp_meg import write_hp_meg
 
+    labels, names = atlas_labels(fmri[0].coords, fmri[0].affine)
     with atomic_path(raw_dir) as tmp:
         (tmp / "fmri").mkdir(parents=True)
         for rec in fmri:
-            # No region labels in the release files: the simulation's regions are its responsive voxels,
-            # which belong to the ground truth only (data/truth).
-            write_hp_fmri(rec, tmp / "fmri" / f"subject_{rec.subject}.mat", voxel_size=float(config.resolution_mm))
+            # Region labels as the release has them (an atlas), never the simulation's language regions:
+            # those are the responsive voxels, which belong to the ground truth only (data/truth).
+            write_hp_fmri(rec, tmp / "fmri" / f"subject_{rec.subject}.mat", region_of_voxel=labels,
+                          region_names=names, voxel_size=float(config.resolution_mm))
         if meg:
             (tmp / "meg").mkdir()
             write_hp_meg(meg, tmp / "meg" / "hp_meg.npz")
