@@ -119,7 +119,9 @@ def write_prepared(subjects: list[PreparedSubject], directory: str | os.PathLike
     with atomic_path(directory) as tmp:
         tmp.mkdir(parents=True)
         modalities = sorted({s.modality for s in subjects})
-        (tmp / "dataset.json").write_text(json.dumps({"modality": modalities[0] if len(modalities) == 1 else modalities,
+        if len(modalities) != 1:
+            raise InputError(directory, "modality", "one modality per dataset", f"{modalities}")
+        (tmp / "dataset.json").write_text(json.dumps({"modality": modalities[0],
                                                       "subjects": [s.subject for s in subjects]}, indent=2) + "\n")
         if report is not None:
             (tmp / "validation.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -168,7 +170,6 @@ def read_prepared(directory: str | os.PathLike, subject: str) -> PreparedSubject
             coords, affine, shape = space["coords"], space["affine"], tuple(int(s) for s in space["volume_shape"])
     if (folder / "channels.json").exists():
         names = [str(n) for n in json.loads((folder / "channels.json").read_text())]
-    modality = prepared_dataset(directory)["modality"]
     return PreparedSubject(subject=subject, examples=examples, responses=responses, folds=folds,
                            coords=coords, affine=affine, volume_shape=shape, channel_names=names,
-                           modality=modality if isinstance(modality, str) else "fmri")
+                           modality=prepared_dataset(directory)["modality"])
