@@ -34,7 +34,7 @@ run: $(BIN)/.installed-run
 	@$(BIN)/brainalign where
 
 test: $(BIN)/.installed-test
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest --durations=10
 
 ui: $(BIN)/.installed-run
 	$(BIN)/brainalign ui

@@ -1,4 +1,4 @@
-"""Reading ``params.yaml``: one section per stage, plus the shared ``dataset`` section."""
+"""Reading ``params.yaml``: one section per stage, plus ``datasets``, which several stages read."""
 
 from __future__ import annotations
 
