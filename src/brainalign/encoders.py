@@ -181,7 +181,8 @@ def last_word_features(encoder: Encoder, texts: list[str], batch_size: int = 32,
         hidden = result.last_hidden_state if layer == -1 else result.hidden_states[layer]
         for row, (i, ws) in enumerate(zip(index, chunk)):
             ids = tokens.word_ids(row)
-            first = ids.index(len(ws) - 1)
+            # A word the tokenizer drops entirely (control characters) has no piece: use the last that has.
+            first = ids.index(max(w for w in ids if w is not None))
             out[i, : encoder.width] = hidden[row, first].float().numpy()
     return out
 
