@@ -1,8 +1,9 @@
-"""Stage encode@<dataset>: one forward pass of the frozen encoder over every example; cache the features.
+"""Stage encode@<dataset>: tokenise every distinct window once, and run the frozen encoder over it once.
 
-fMRI examples get the window's ``[CLS]`` output embedding; MEG examples (content words) get the output
-embedding of the word's first piece with its length and unigram log-probability appended, the inputs of
-the seed paper's two heads.
+Writes ``data/features/<dataset>/``: ``tokens.npz`` (the windows' word pieces, which every model
+trains on), ``<subject>.windows.npy`` (each example's window), ``features.npy`` (the base encoder's
+head inputs per window: the ``[CLS]`` output embedding for fMRI; for MEG the output embedding of the
+last word's first piece with its length and unigram log-probability) and ``encoder.json``.
 """
 
 import json
@@ -16,36 +17,43 @@ import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
+from brainalign.brainmodels import BrainModel, head_inputs  # noqa: E402
 from brainalign.cli import guarded, stage_argument  # noqa: E402
-from brainalign.encoders import cls_features, last_word_features, load_encoder  # noqa: E402
+from brainalign.encoders import load_encoder  # noqa: E402
 from brainalign.files import atomic_path  # noqa: E402
 from brainalign.params import load_params, section  # noqa: E402
 from brainalign.prepared import prepared_dataset, read_prepared  # noqa: E402
+from brainalign.tokens import tokenize_windows  # noqa: E402
+
+KINDS = {"fmri": "cls", "meg": "last_word"}
 
 
 def main() -> None:
     name = stage_argument("encode")
-    settings = section(load_params(), "encode", ["encoder", "untrained", "seed", "layer", "batch_size", "max_length"])
+    settings = section(load_params(), "encode", ["encoder", "untrained", "seed", "batch_size", "max_length"])
     prepared, out = f"data/prepared/{name}", f"data/features/{name}"
     with tracking.stage_run(f"encode@{name}", {"encode": settings}):
         encoder = load_encoder(settings["encoder"], untrained=settings["untrained"], seed=settings["seed"])
         description = prepared_dataset(prepared)
         subjects = [str(s) for s in description["subjects"]]
         texts = {s: read_prepared(prepared, s).examples["text"].tolist() for s in subjects}
-        # Participants who read the same text share windows: encode each distinct window once.
+        # Participants who read the same text share windows: each distinct window once.
         unique = sorted({t for ts in texts.values() for t in ts})
-        extract = last_word_features if description["modality"] == "meg" else cls_features
-        features = extract(encoder, unique, batch_size=settings["batch_size"], max_length=settings["max_length"],
-                           layer=settings["layer"])
+        tokens = tokenize_windows(encoder.tokenizer, unique, KINDS[description["modality"]], settings["max_length"])
+        features = head_inputs(BrainModel(encoder.model, {}), tokens, batch_size=settings["batch_size"],
+                               desc=f"features ({settings['encoder']})")
         row = {t: i for i, t in enumerate(unique)}
         with atomic_path(out) as tmp:
             tmp.mkdir(parents=True)
+            tokens.save(tmp / "tokens.npz")
+            np.save(tmp / "features.npy", features)
             for s in subjects:
-                np.save(tmp / f"{s}.npy", features[[row[t] for t in texts[s]]])
+                np.save(tmp / f"{s}.windows.npy", np.array([row[t] for t in texts[s]], dtype=np.int64))
             (tmp / "encoder.json").write_text(json.dumps(
                 {**settings, "width": encoder.width, "n_layers": encoder.n_layers, "modality": description["modality"],
-                 "feature": extract.__name__}, indent=2) + "\n")
-        mlflow.log_metrics({"distinct_windows": len(unique), "width": encoder.width})
+                 "target": tokens.kind}, indent=2) + "\n")
+        mlflow.log_metrics({"distinct_windows": len(unique), "width": encoder.width,
+                            "mean_pieces": float(tokens.lengths.mean()), "max_pieces": int(tokens.lengths.max())})
 
 
 if __name__ == "__main__":

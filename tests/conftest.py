@@ -52,3 +52,24 @@ def run_stage(workdir: Path, stage: str, *args: str) -> tuple[int, str]:
         if env_before is None:
             os.environ.pop("BRAINALIGN_TRACKING_URI", None)
     return code, stderr.getvalue()
+
+
+@pytest.fixture(scope="session")
+def small_experiment(tmp_path_factory) -> Path:
+    """A small simulated experiment, prepared and encoded with a two-layer BERT (tests/experiments.py).
+
+    2 fMRI participants (12 mm voxels) and 2 MEG participants, 160 words a run, 5 + 3 TRs trimmed per
+    run; the models train on held-out run 2 only. Tests that change its params.yaml restore it.
+    """
+    from experiments import make_experiment, tiny_encoder
+
+    root = tmp_path_factory.mktemp("small-experiment")
+    encoder = tiny_encoder(root / "tiny-bert", hidden=64)
+    return make_experiment(root, {
+        "simulate.subjects": 2, "simulate.meg_subjects": 2, "simulate.words_per_run": 160,
+        "simulate.resolution_mm": 12, "prepare.drop_start_trs": 5, "prepare.drop_end_trs": 3,
+        "encode.encoder": str(encoder), "models.heldout_runs": [2], "participant_transfer.source": "1",
+        "finetuned.head_epochs": 2, "finetuned.full_epochs": 40, "joint.head_epochs": 2, "joint.full_epochs": 2,
+        "meg_transfer.meg_head_epochs": 2, "meg_transfer.meg_full_epochs": 2, "meg_transfer.head_epochs": 2,
+        "meg_transfer.full_epochs": 2, "participant_transfer.source_head_epochs": 2,
+        "participant_transfer.source_full_epochs": 2, "participant_transfer.head_epochs": 2})

@@ -189,9 +189,16 @@ def write_params(root: Path) -> None:
     }
     params["prepare"].update(drop_start_trs=DROP_START, drop_end_trs=DROP_END, window_span=SPAN,
                              window_min_lead=MIN_LEAD)
-    params["vanilla"].update(epochs=10, learning_rate=3.0e-3)
+    params["vanilla"].update(epochs=10)
+    params["models"].update(learning_rate=3.0e-3)
     params["score"].update(k=K, n_draws=1000)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def features(root: Path, dataset: str, subject: str) -> np.ndarray:
+    """The encode stage's features of each example of one participant (features per window, indexed)."""
+    folder = root / "data/features" / dataset
+    return np.load(folder / "features.npy")[np.load(folder / f"{subject}.windows.npy")]
 
 
 def build_datasets(root: Path) -> dict:
@@ -373,8 +380,7 @@ def test_v5_and_v73_release_files_give_identical_results(pipeline):
         space5, space73 = np.load(v5 / "space.npz"), np.load(v73 / "space.npz")
         for key in ("coords", "affine", "volume_shape"):
             assert np.array_equal(space5[key], space73[key]), key
-        assert np.array_equal(np.load(root / "data/features/hpv5" / f"{subject}.npy"),
-                              np.load(root / "data/features/hpv73" / f"{subject}.npy"))
+        assert np.array_equal(features(root, "hpv5", subject), features(root, "hpv73", subject))
         # What was written is what was read back: the planted responses, trimmed, detrended and z-scored
         # within run (by hand here), at the examples' TRs; the voxels where they were put.
         rec = pipeline.truth["hpv5"][subject]["raw"]
@@ -460,8 +466,7 @@ def test_meg_examples_are_the_content_words_with_their_windows(pipeline):
         assert all(is_content_word(w) for w in examples["word"])
         assert all(text.split()[-1] == word for text, word in zip(examples["text"], examples["word"]))
         assert np.load(root / "data/prepared/meg" / subject / "responses.npy").shape == (len(examples), 306 * MEG_BINS)
-        features = np.load(root / "data/features/meg" / f"{subject}.npy")
-        assert features.shape[0] == len(examples)
+        assert features(root, "meg", subject).shape == (len(examples), 384 + 2)
 
 
 def test_report_draws_each_kind_of_channel(pipeline):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from brainalign.errors import ConfigError
+from brainalign.grid import PRESETS, SECTION_KEYS, resolve
 from brainalign.params import field_names, load_params, section
 from brainalign.recordings.simulated import SimulationConfig
-from brainalign.training import Schedule
 
 
 def test_section_checks_missing_and_unknown_keys():
@@ -32,5 +32,40 @@ def test_the_projects_params_match_what_the_stages_read():
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     section(params, "simulate", field_names(SimulationConfig))
-    section(params, "vanilla", field_names(Schedule) + ["init_std", "seed"])
+    for name in ("models", *SECTION_KEYS):
+        resolve(params, name)  # exactly the keys the model stages read, each null filled by the preset
     assert SimulationConfig(**params["simulate"]).snr == params["simulate"]["snr"]
+
+
+def test_model_presets_fill_null_keys_and_explicit_values_win():
+    """Truth: the reference's epochs (section 3) for the paper preset; an explicit value overrides a preset."""
+    from pathlib import Path
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    params["models"]["preset"] = "paper"
+    assert (resolve(params, "finetuned")["head_epochs"], resolve(params, "finetuned")["full_epochs"]) == (10, 20)
+    assert resolve(params, "joint")["full_epochs"] == 50
+    assert [resolve(params, "participant_transfer")[k] for k in ("source_head_epochs", "source_full_epochs",
+                                                                  "head_epochs")] == [2, 18, 10]
+    assert [resolve(params, "meg_transfer")[k] for k in ("meg_head_epochs", "meg_full_epochs", "head_epochs",
+                                                          "full_epochs")] == [10, 20, 10, 20]
+    params["finetuned"]["full_epochs"] = 3
+    assert resolve(params, "finetuned")["full_epochs"] == 3
+    assert set(PRESETS) == {"default", "paper"}
+
+
+def test_model_params_errors_name_the_key():
+    from pathlib import Path
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    params["models"]["preset"] = "huge"
+    with pytest.raises(ConfigError, match="models.preset.*'huge'"):
+        resolve(params, "finetuned")
+    params["models"]["preset"] = "default"
+    params["joint"]["full_epochs"] = -1
+    with pytest.raises(ConfigError, match="joint.full_epochs.*-1"):
+        resolve(params, "joint")
+    params["joint"]["full_epochs"] = None
+    params["models"]["seeds"] = "0"
+    with pytest.raises(ConfigError, match="models.seeds"):
+        resolve(params, "models")

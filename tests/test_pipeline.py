@@ -1,8 +1,10 @@
 """The pipeline end to end, in a scratch copy of the repository: DVC, MLflow, the simulation's truth.
 
-One module-scoped scratch repository runs ``dvc repro`` on the default parameters once (about 90 s on two
-cores); the tests then check its results against the simulation's ground truth, DVC's skipping, MLflow's
-records, a queued and a temporary experiment, and a failing validation.
+One module-scoped scratch repository runs ``dvc repro`` once on the default parameters made small
+(:data:`SCRATCH`: two fMRI participants, 240 words a run, one held-out run and one epoch for the
+fine-tuned models); the tests then check its results against the simulation's ground truth, DVC's
+skipping, a forced re-run's bitwise reproduction (training included), MLflow's records, a queued and a
+temporary experiment, and a failing validation.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
+from experiments import set_params
 
 from brainalign.recordings import read_hp_fmri, write_hp_fmri
 from brainalign.recordings.simulated import read_truth
@@ -41,8 +45,9 @@ def _environment(root: Path) -> dict[str, str]:
     return env
 
 
-def run(root: Path, *command: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=root, env=_environment(root), capture_output=True, text=True)
+def run(root: Path, *command: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=root, env={**_environment(root), **(env or {})}, capture_output=True,
+                            text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
@@ -64,6 +69,7 @@ def scratch(tmp_path_factory) -> Path:
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(source, target)
+    set_params(root, SCRATCH)
     run(root, "git", "init", "-q")
     run(root, "git", "add", "-A")
     run(root, "git", "commit", "-qm", "scratch copy")
@@ -74,8 +80,16 @@ def scratch(tmp_path_factory) -> Path:
     return root
 
 
-STAGES = {"simulate", "score", "report"} | {f"{stage}@{name}" for stage in ("validate", "prepare", "encode", "vanilla")
-                                             for name in ("fmri", "meg")}
+STAGES = {"simulate", "score", "report", "finetuned", "participant_transfer", "meg_transfer", "joint"} | {
+    f"{stage}@{name}" for stage in ("validate", "prepare", "encode", "vanilla") for name in ("fmri", "meg")}
+MODELS = ("vanilla", "finetuned", "participant_transfer", "meg_transfer", "joint")
+# The default parameters, made small enough for a test: DVC's mechanics do not depend on the size.
+SCRATCH = {"simulate.subjects": 2, "simulate.words_per_run": 240, "models.heldout_runs": [1],
+           "finetuned.head_epochs": 2, "finetuned.full_epochs": 1,
+           "participant_transfer.source_head_epochs": 1, "participant_transfer.source_full_epochs": 1,
+           "participant_transfer.head_epochs": 2, "meg_transfer.meg_head_epochs": 1,
+           "meg_transfer.meg_full_epochs": 1, "meg_transfer.head_epochs": 1, "meg_transfer.full_epochs": 1,
+           "joint.head_epochs": 1, "joint.full_epochs": 1, "participant_transfer.source": "1"}
 
 
 def prepared_ids(root: Path, dataset: str = "fmri") -> list[str]:
@@ -95,11 +109,19 @@ def test_outputs_exist(scratch):
     assert sorted(table.loc[table["dataset"] == "meg", "subject"].unique()) == ["M1", "M2"]
     assert table.loc[table["dataset"] == "meg", "voxel"].max() == 306 * 20 - 1
     prepared = prepared_ids(scratch)
-    table = table[table["dataset"] == "fmri"]
-    assert sorted(table["subject"].unique()) == sorted(prepared)
-    assert table.groupby("subject")["fold"].nunique().eq(4).all()
+    # Every model scores every participant it predicts, on the held-out run and seed the params name.
+    expected = {("vanilla", "fmri"), ("vanilla", "meg"), ("finetuned", "fmri"), ("participant_transfer", "fmri"),
+                ("meg_transfer", "fmri"), ("meg_transfer", "meg"), ("joint", "fmri"), ("joint", "meg")}
+    assert set(map(tuple, table[["model", "dataset"]].drop_duplicates().to_numpy())) == expected
+    for (model, dataset), group in table.groupby(["model", "dataset"]):
+        ids = prepared_ids(scratch, dataset)
+        assert sorted(group["subject"].unique()) == sorted(ids), (model, dataset)
+        assert set(group["heldout_run"]) == {1} and set(group["seed"]) == {0}, (model, dataset)
+        assert len(group) == sum(group.groupby("subject")["voxel"].nunique())  # one row per channel
+    table = table[(table["dataset"] == "fmri") & (table["model"] == "vanilla")]
+    for model in MODELS:
+        assert set(json.loads((scratch / f"metrics/{model}.json").read_text())) == {d for m, d in expected if m == model}
     metrics = json.loads((scratch / "metrics/vanilla.json").read_text())
-    assert set(metrics) == {"fmri", "meg"}
     metrics = metrics["fmri"]
     assert set(metrics) == set(prepared) | {"mean"}
     for subject in prepared:
@@ -138,11 +160,15 @@ def _outputs(root: Path) -> dict[str, str]:
     return {out["path"]: out["md5"] for stage in lock.values() for out in stage["outs"]}
 
 
-def test_forced_rerun_reproduces_every_output_bitwise(scratch):
-    """Same commit and params on CPU: every stage run again gives outputs with the same hashes."""
+def test_forced_rerun_reproduces_outputs_bitwise(scratch, tmp_path):
+    """Same commit and params on CPU: the simulation, two training stages (retrained: an empty task store)
+    and the scores, run again, give outputs with the same hashes."""
     before = _outputs(scratch)
-    result = run(scratch, "dvc", "repro", "--force")
-    assert stages_run(result) == STAGES
+    forced = ["simulate", "finetuned", "joint", "score"]
+    result = run(scratch, "dvc", "repro", "--force", "--single-item", *forced,
+                 env={"BRAINALIGN_TASK_STORE": str(tmp_path / "empty-store")})
+    assert stages_run(result) == set(forced)
+    assert len(list((tmp_path / "empty-store").glob("*/*/result.json"))) == 2 + 1  # retrained, not reused
     assert _outputs(scratch) == before
 
 
@@ -161,17 +187,25 @@ def test_mlflow_records(scratch):
         assert tags["git_commit"] == commit
         assert tags["input_md5.data/features/fmri"] == lock["encode@fmri"]["outs"][0]["md5"]
         assert tags["input_md5.data/prepared/fmri"] == lock["prepare@fmri"]["outs"][0]["md5"]
-        children = [r for (r,) in db.execute(
-            "select run_uuid from tags where key = 'mlflow.parentRunId' and value = ?", (parents["vanilla@fmri"],))]
         subjects = prepared_ids(scratch)
-        assert len(children) == 4 * len(subjects)
-        epochs = yaml.safe_load((scratch / "params.yaml").read_text())["vanilla"]["epochs"]
-        for child in children:
-            steps = db.execute("select step from metrics where run_uuid = ? and key = 'train_loss' order by step",
-                               (child,)).fetchall()
-            assert [s for (s,) in steps] == list(range(1, epochs + 1))
-            assert db.execute("select count(*) from metrics where run_uuid = ? and key = 'val_loss'",
-                              (child,)).fetchone()[0] == epochs
+        for stage, count, epochs in [("vanilla@fmri", len(subjects), 10), ("finetuned", len(subjects), 2 + 1),
+                                     ("joint", 1, 1 + 1)]:
+            children = [r for (r,) in db.execute(
+                "select run_uuid from tags where key = 'mlflow.parentRunId' and value = ?", (parents[stage],))]
+            assert len(children) == count, stage
+            for child in children:
+                steps = db.execute("select step from metrics where run_uuid = ? and key = 'loss' order by step",
+                                   (child,)).fetchall()
+                assert [s for (s,) in steps] == list(range(1, epochs + 1)), stage
+                keys = {k for (k,) in db.execute("select distinct key from metrics where run_uuid = ?", (child,))}
+                assert {"lr", "seconds", "examples_per_second", "wall_seconds"} <= keys, stage
+                assert any(k.startswith("heldout_accuracy/") for k in keys), stage
+                tags = dict(db.execute("select key, value from tags where run_uuid = ?", (child,)).fetchall())
+                assert tags["outcome"] == "trained" and len(tags["task_key"]) == 20
+            if stage == "joint":  # a loss per head: every MEG and fMRI participant
+                heads = {k for k in keys if k.startswith("loss.")}
+                assert heads == {f"loss.meg/{m}" for m in prepared_ids(scratch, "meg")} | {
+                    f"loss.fmri/{s}" for s in subjects}
 
 
 def test_score_parameter_reruns_only_score_and_report(scratch):

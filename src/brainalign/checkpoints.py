@@ -1,10 +1,10 @@
-"""Trained models on disk: safetensors weights, a JSON card saying what they are, held-out predictions.
+"""Trained models on disk, as the model stages export them (``brainalign.grid.export``).
 
-Layout under a model's directory (``data/models/<model>/``)::
+Layout under a model's directory for one dataset (``data/models/<model>/<dataset>/``)::
 
-    <subject>/fold<k>/weights.safetensors   the trained parameters (safetensors: nothing is unpickled)
-    <subject>/fold<k>/card.json             model, encoder, subject, fold, held-out run, seed, epochs, ...
-    <subject>/fold<k>/predictions.npy       predictions for the held-out run's examples (float32)
+    <subject>/fold<k>/seed<s>/predictions.npy   predictions for the held-out run's examples (float32)
+    <subject>/fold<k>/seed<s>/card.json         model, encoder, participants, held-out run, seed, phases, and
+                                                ``weights``: the safetensors checkpoint, relative to this folder
 """
 
 from __future__ import annotations
@@ -15,23 +15,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from brainalign.errors import InputError
 
 
-def fold_dir(model_dir: str | os.PathLike, subject: str, fold: int) -> Path:
-    return Path(model_dir) / subject / f"fold{fold}"
+def fold_dir(model_dir: str | os.PathLike, subject: str, fold: int, seed: int | None = None) -> Path:
+    """The folder of one participant's held-out run (and seed) under a model's dataset directory."""
+    folder = Path(model_dir) / subject / f"fold{fold}"
+    return folder if seed is None else folder / f"seed{seed}"
 
 
-def write_fold(directory: str | os.PathLike, state: dict[str, torch.Tensor], predictions: np.ndarray,
-               card: dict) -> None:
-    """Write one trained fold into ``directory`` (which the caller makes atomic as a whole)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, directory / "weights.safetensors")
-    np.save(directory / "predictions.npy", np.asarray(predictions, dtype=np.float32))
-    (directory / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+def seeds(model_dir: str | os.PathLike, subject: str, fold: int) -> list[int]:
+    """The seeds trained for one participant and held-out run."""
+    return sorted(int(p.name[4:]) for p in fold_dir(model_dir, subject, fold).glob("seed*") if p.name[4:].isdigit())
 
 
 def read_card(directory: str | os.PathLike) -> dict:
@@ -51,4 +48,6 @@ def read_predictions(directory: str | os.PathLike, n_examples: int, n_channels: 
 
 
 def read_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
-    return load_file(Path(directory) / "weights.safetensors")
+    """The checkpoint a card points to (safetensors: nothing is unpickled)."""
+    card = read_card(directory)
+    return load_file(Path(directory) / card["weights"])

@@ -19,10 +19,11 @@ from brainalign.errors import BrainalignError
 from brainalign.offline import go_offline
 
 RESULTS = {
-    "score table (Parquet, one row per model x participant x fold x voxel)": "data/scores/scores.parquet",
+    "score table (Parquet, one row per model x participant x fold x seed x voxel)": "data/scores/scores.parquet",
     "metrics (DVC metrics; `dvc metrics show`)": "metrics/",
     "figures (PNG, each with the CSV of its numbers)": "reports/figures/",
-    "trained heads and held-out predictions (safetensors, npy)": "data/models/",
+    "held-out predictions and checkpoints of every model (npy, safetensors + JSON cards)": "data/models/",
+    "task store: every training task's spec, checkpoint and results (a cache)": "data/tasks/",
     "prepared folds, one directory per dataset": "data/prepared/",
     "simulated recordings / ground truth": "data/raw/, data/truth/",
 }

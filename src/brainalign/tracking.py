@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -50,6 +52,17 @@ def store_uri(start: str | os.PathLike | None = None) -> str:
     store = main_repository(start) / "mlruns"
     store.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def task_store(start: str | os.PathLike | None = None) -> Path:
+    """Where tasks keep their files: ``data/tasks`` of the main repository (``BRAINALIGN_TASK_STORE`` wins).
+
+    Like the MLflow store it lives in the main repository, so an experiment run in a temporary DVC
+    workspace reuses the tasks already finished (a task's key covers everything that determines it).
+    """
+    if os.environ.get("BRAINALIGN_TASK_STORE"):
+        return Path(os.environ["BRAINALIGN_TASK_STORE"])
+    return main_repository(start) / "data" / "tasks"
 
 
 def artifact_root(start: str | os.PathLike | None = None) -> Path:
@@ -155,7 +168,9 @@ def flatten(params: dict, prefix: str = "") -> dict[str, Any]:
 def stage_run(stage: str, params: dict, start: str | os.PathLike | None = None) -> Iterator[Any]:
     """An MLflow parent run for one invocation of ``stage``, tagged and with its params logged.
 
-    The run ends FINISHED, or FAILED if the block raises (the exception propagates).
+    The run ends FINISHED, or FAILED if the block raises (the exception propagates). Runs left RUNNING
+    by a process of this host that no longer exists (killed, say with ``kill -9``) are marked FAILED
+    first, so a re-run finds them failed rather than forever running.
     """
     import mlflow
 
@@ -168,7 +183,8 @@ def stage_run(stage: str, params: dict, start: str | os.PathLike | None = None) 
         except mlflow.exceptions.MlflowException:
             pass  # created meanwhile by a concurrent stage
     mlflow.set_experiment(EXPERIMENT)
-    tags = {"stage": stage, "git_commit": git_commit(start), "workspace": str(workspace_root(start))}
+    fail_dead_runs()
+    tags = {"stage": stage, "git_commit": git_commit(start), "workspace": str(workspace_root(start)), **_process_tags()}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
     tags.update({f"input_md5.{path}": digest for path, digest in input_hashes(stage, start).items()})
@@ -182,7 +198,7 @@ def child_run(name: str, params: dict | None = None, tags: dict | None = None) -
     """A run nested under the active stage run."""
     import mlflow
 
-    with mlflow.start_run(run_name=name, nested=True, tags=tags or {}) as run:
+    with mlflow.start_run(run_name=name, nested=True, tags={**_process_tags(), **(tags or {})}) as run:
         if params:
             mlflow.log_params(flatten(params))
         yield run
@@ -195,3 +211,103 @@ def log_history(history: list[dict]) -> None:
     for record in history:
         step = int(record["epoch"])
         mlflow.log_metrics({k: float(v) for k, v in record.items() if k != "epoch"}, step=step)
+
+
+def _process_tags() -> dict[str, str]:
+    return {"host": socket.gethostname(), "pid": str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_dead_runs() -> list[str]:
+    """Mark FAILED the RUNNING runs whose process (on this host) is gone; returns their ids."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return []
+    host = socket.gethostname()
+    dead = []
+    for run in client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'", max_results=10000):
+        tags = run.data.tags
+        if tags.get("host") == host and tags.get("pid", "").isdigit() and not _alive(int(tags["pid"])):
+            client.set_tag(run.info.run_id, "failure", f"process {tags['pid']} died while the run was running; "
+                           f"found by process {os.getpid()} at {time.strftime('%Y-%m-%d %H:%M:%S')}")
+            client.set_terminated(run.info.run_id, status="FAILED")
+            dead.append(run.info.run_id)
+    return dead
+
+
+def _earlier_attempts(task_key: str) -> list:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    return client.search_runs([experiment.experiment_id], f"tags.task_key = '{task_key}'",
+                              order_by=["attributes.start_time DESC"], max_results=100)
+
+
+def run_tasks(tasks: list, store: str | os.PathLike, summarise=None, progress: bool = True) -> list[dict]:
+    """Run a stage's tasks in order, each as an MLflow run nested under the stage's run.
+
+    Each task's run gets its spec as params, per-epoch metrics (loss, loss per head, learning rate,
+    seconds, examples per second) as they come, then wall time and ``summarise(task)``'s metrics (the
+    held-out 20 vs 20 summary). A task whose earlier attempt died is resumed from its checkpoint by
+    :func:`brainalign.tasks.run_task`; its new run is tagged ``resumes_run`` with the dead run's id and
+    links to it, and replays the epochs the checkpoint holds so the new run's history is whole. A task
+    already finished in the store is not trained again; its run says ``outcome: reused``.
+
+    Only this process writes to MLflow: tasks report through a callback and their result files.
+    """
+    import mlflow
+
+    from brainalign.tasks import is_done, order_tasks, run_task
+
+    results = []
+    ordered = order_tasks(tasks)
+    for number, task in enumerate(ordered, 1):
+        earlier = _earlier_attempts(task.key)
+        failed = [r for r in earlier if r.info.status == "FAILED"]
+        outcome = "reused" if is_done(store, task) else ("resumed" if failed else "trained")
+        tags = {"task_key": task.key, "task": task.label, "model": task.model, "outcome": outcome}
+        if outcome == "resumed":
+            dead = failed[0].info
+            tags["resumes_run"] = dead.run_id
+            tags["mlflow.note.content"] = (f"Resumes the failed run [{dead.run_name}](#/experiments/"
+                                           f"{dead.experiment_id}/runs/{dead.run_id}) from its last checkpoint.")
+        if progress:
+            print(f"task {number}/{len(ordered)}: {task.label} ({outcome})", flush=True)
+        with child_run(task.label, tags=tags) as run:
+            spec = {"model": task.model, "encoder": task.encoder, "heads": task.heads, "heldout_run": task.heldout_run,
+                    "seed": task.seed, "phases": task.phases, **task.optimisation, **task.runtime}
+            mlflow.log_params(flatten(spec))
+            for path, digest in task.inputs.items():
+                mlflow.set_tag(f"input_md5.{path}", digest)
+
+            def on_epoch(record: dict) -> None:
+                # Head names read dataset:subject; MLflow keys cannot hold ':'.
+                metrics = {k.replace(":", "/"): float(v) for k, v in record.items()
+                           if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"}
+                mlflow.log_metrics(metrics, step=int(record["epoch"]))
+
+            started = time.perf_counter()
+            result = run_task(task, store, on_epoch=None if outcome == "reused" else on_epoch, progress=progress)
+            if outcome == "reused":
+                for record in result["history"]:
+                    on_epoch(record)
+            mlflow.log_metrics({"wall_seconds": time.perf_counter() - started,
+                                "task_seconds": result["seconds"], "resumed_at_epoch": result["resumed_at_epoch"],
+                                "examples_per_second": result["examples_per_second"]})
+            if summarise is not None:
+                mlflow.log_metrics(summarise(task))
+            results.append({**result, "run_id": run.info.run_id})
+    return results

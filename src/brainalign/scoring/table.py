@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from brainalign.checkpoints import fold_dir, read_predictions
+from brainalign.checkpoints import fold_dir, read_predictions, seeds
+from brainalign.errors import InputError
 from brainalign.prepared import prepared_subjects, read_prepared
 from brainalign.scoring.kvsk import draw_kvsk, kvsk_accuracy
 from brainalign.scoring.variance import pearson_r, r2_score
@@ -28,9 +29,9 @@ def score_model(model: str, model_dir: str | os.PathLike, prepared_dir: str | os
 
     Returns
     -------
-    DataFrame with columns ``dataset``, ``model``, ``subject``, ``fold``, ``heldout_run``, ``voxel`` (the
-    channel: voxel, region or sensor x bin component), ``accuracy``, ``r2``, ``pearson_r`` (one row per
-    participant, fold and channel).
+    DataFrame with columns ``dataset``, ``model``, ``subject``, ``fold``, ``heldout_run``, ``seed``,
+    ``voxel`` (the channel: voxel, region or sensor x bin component), ``accuracy``, ``r2``, ``pearson_r``
+    (one row per participant, fold, seed and channel). Participants without predictions are skipped.
     """
     frames = []
     subjects = prepared_subjects(prepared_dir)
@@ -38,19 +39,23 @@ def score_model(model: str, model_dir: str | os.PathLike, prepared_dir: str | os
         data = read_prepared(prepared_dir, subject)
         for fold in data.folds:
             y_true = data.responses[fold.test]
-            y_pred = read_predictions(fold_dir(model_dir, subject, fold.index), *y_true.shape)
+            # The same draws for every seed and model: comparisons are paired.
             targets, distractors = draw_kvsk(len(fold.test), k, n_draws, np.random.default_rng(
                 draw_seed(seed, subject, fold.index)), draws=draws)
-            frames.append(pd.DataFrame({
-                "dataset": dataset, "model": model, "subject": subject, "fold": fold.index, "heldout_run": fold.heldout_run,
-                "voxel": np.arange(y_true.shape[1]),
-                "accuracy": kvsk_accuracy(y_true, y_pred, targets, distractors, anchor=anchor),
-                "r2": r2_score(y_true, y_pred), "pearson_r": pearson_r(y_true, y_pred)}))
+            for model_seed in seeds(model_dir, subject, fold.index):
+                y_pred = read_predictions(fold_dir(model_dir, subject, fold.index, model_seed), *y_true.shape)
+                frames.append(pd.DataFrame({
+                    "dataset": dataset, "model": model, "subject": subject, "fold": fold.index,
+                    "heldout_run": fold.heldout_run, "seed": model_seed, "voxel": np.arange(y_true.shape[1]),
+                    "accuracy": kvsk_accuracy(y_true, y_pred, targets, distractors, anchor=anchor),
+                    "r2": r2_score(y_true, y_pred), "pearson_r": pearson_r(y_true, y_pred)}))
+    if not frames:
+        raise InputError(model_dir, "predictions", f"held-out predictions of {model} for {prepared_dir}", "none")
     return pd.concat(frames, ignore_index=True)
 
 
 def voxel_means(table: pd.DataFrame) -> pd.DataFrame:
-    """Scores averaged over held-out runs: one row per dataset, model, participant and channel."""
+    """Scores averaged over held-out runs and seeds: one row per dataset, model, participant and channel."""
     return (table.groupby(["dataset", "model", "subject", "voxel"], sort=False)[["accuracy", "r2", "pearson_r"]]
             .mean().reset_index())
 
@@ -83,4 +88,4 @@ def model_dirs(models_root: str | os.PathLike) -> dict[tuple[str, str], Path]:
     if not root.exists():
         return {}
     return {(m.name, d.name): d for m in sorted(root.iterdir()) if m.is_dir()
-            for d in sorted(m.iterdir()) if d.is_dir()}
+            for d in sorted(m.iterdir()) if d.is_dir() and d.name != "checkpoints"}

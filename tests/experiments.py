@@ -1,0 +1,68 @@
+"""Small experiments for the tests: a scratch directory with params, recordings, prepared data, features.
+
+``make_experiment`` copies the repository's ``params.yaml`` into a directory, applies overrides, and runs the
+``simulate``, ``validate``, ``prepare`` and ``encode`` stages there in-process (as ``dvc repro`` would run them),
+so the model stages and the task library can be run on it. ``tiny_encoder`` writes a two-layer BERT with the
+packaged MiniLM's (uncased BERT) vocabulary, freshly initialised: a real encoder that trains in milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+from conftest import REPOSITORY, run_stage
+
+DATASETS = ("fmri", "meg")
+
+
+def tiny_encoder(directory: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    """A small untrained BERT saved as a local model directory (safetensors + the MiniLM tokenizer files)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from brainalign.encoders import resolve_encoder
+
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=2 * hidden, max_position_embeddings=256)
+    BertModel(config).save_pretrained(directory, safe_serialization=True)
+    packaged = Path(resolve_encoder("minilm"))
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (packaged / name).exists():
+            shutil.copy2(packaged / name, directory / name)
+    return directory
+
+
+def set_params(root: Path, overrides: dict) -> dict:
+    """Update ``root/params.yaml`` with ``{"section.key": value}`` overrides; returns the whole params."""
+    path = root / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in overrides.items():
+        *parents, key = dotted.split(".")
+        node = params
+        for part in parents:
+            node = node[part]
+        if key not in node:
+            raise KeyError(f"params.yaml has no {dotted}")
+        node[key] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
+
+
+def make_experiment(root: Path, overrides: dict, datasets: tuple[str, ...] = DATASETS) -> Path:
+    """Simulate, validate, prepare and encode an experiment in ``root`` with the params ``overrides``."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPOSITORY / "params.yaml", root / "params.yaml")
+    set_params(root, overrides)
+    for stage, args in [("simulate", ())] + [(s, (d,)) for d in datasets for s in ("validate", "prepare", "encode")]:
+        code, stderr = run_stage(root, stage, *args)
+        assert code == 0, f"{stage} {args}: {stderr}"
+    return root
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
