@@ -21,6 +21,12 @@ process, each starting from a freshly loaded encoder (loading it is not timed).
   of the installed version. Timed: tokenisation, the dataset, both ``Trainer`` objects and their
   ``train()``.
 
+Printed per contender: the wall time of the timed region (the ratio is the Trainer's over ours), the
+seconds each phase's training took (ours: its epochs' ``seconds``, so the head phase excludes the
+model's set-up; the Trainer: each ``train()``'s ``train_runtime``), and the process's CPU time over the
+timed region (all threads: a second view when other processes share the cores, though threads
+spinning while they wait for a core count too).
+
 Peak memory: a thread samples the process's resident set (``/proc/self/statm``) every 5 ms during
 each contender's timed region; reported as the peak minus the resident set just before it started
 (freed heap is handed back to the system first, ``malloc_trim``) and as the absolute peak. The final
@@ -121,8 +127,8 @@ def check_inputs() -> None:
 # ---------------------------------------------------------------------------------------------- ours
 
 def run_ours(train: np.ndarray, responses: np.ndarray, head_epochs: int, full_epochs: int,
-             encoder, device: str) -> float:
-    """Our whole schedule from the encode stage's files; returns the last epoch's training loss."""
+             encoder, device: str) -> tuple[float, dict[str, float]]:
+    """Our whole schedule from the encode stage's files: the last epoch's training loss, seconds per phase."""
     from brainalign.brainmodels import Block, BrainModel, Phase, Runtime, train_model
     from brainalign.tokens import read_tokens
     from brainalign.training import Schedule
@@ -137,7 +143,8 @@ def run_ours(train: np.ndarray, responses: np.ndarray, head_epochs: int, full_ep
     schedule = Schedule(batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, warmup_fraction=WARMUP,
                         weight_decay=WEIGHT_DECAY)
     history = train_model(model, [block], phases, schedule, seed=0, runtime=Runtime(device=device, progress=False))
-    return history[-1]["loss"]
+    phase_seconds = {p: sum(r["seconds"] for r in history if r["phase"] == p) for p in ("head", "full")}
+    return history[-1]["loss"], phase_seconds
 
 
 # ------------------------------------------------------------------------------ the Trainer baseline
@@ -192,15 +199,15 @@ class PadAndStack:
 
 
 def run_trainer(texts: list[str], labels: np.ndarray, head_epochs: int, full_epochs: int, encoder,
-                device: str, output_dir: str) -> tuple[float, str]:
-    """The same schedule with two ``Trainer`` runs; returns the last epoch's loss and the optimiser used."""
+                device: str, output_dir: str) -> tuple[float, dict[str, float], str]:
+    """The same schedule with two ``Trainer`` runs: the last epoch's loss, seconds per phase, the optimiser."""
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
     encodings = encoder.tokenizer(texts, truncation=True, max_length=128)
     dataset = WindowDataset(encodings, labels)
     model = EncoderRegressor(encoder.model, labels.shape[1])
     collator = PadAndStack(encoder.tokenizer)
-    loss, optimizer = math.nan, "?"
+    loss, optimizer, phase_seconds = math.nan, "?", {"head": 0.0, "full": 0.0}
     for phase, epochs in (("head", head_epochs), ("full", full_epochs)):
         if epochs <= 0:
             continue
@@ -214,27 +221,27 @@ def run_trainer(texts: list[str], labels: np.ndarray, head_epochs: int, full_epo
             dataloader_num_workers=0)
         trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
         trainer.remove_callback(PrinterCallback)  # keeps the table readable; it prints one line an epoch
-        trainer.train()
+        phase_seconds[phase] = trainer.train().metrics["train_runtime"]
         losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
         loss = losses[-1] if losses else math.nan
         inner = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
         fused = bool(inner.defaults.get("fused")) if hasattr(inner, "defaults") else False
         optimizer = f"{args.optim.value if hasattr(args.optim, 'value') else args.optim}" + \
             (f": {type(inner).__name__}{', fused' if fused else ''}" if inner is not None else "")
-    return loss, optimizer
+    return loss, phase_seconds, optimizer
 
 
 # ---------------------------------------------------------------------------------------------- main
 
 def measure(function, *args):
-    """Result, wall seconds, peak RSS above the start (MiB), absolute peak RSS (MiB)."""
+    """Result, wall seconds, process CPU seconds, peak RSS above the start (MiB), absolute peak RSS (MiB)."""
     release_memory()
     torch.manual_seed(0)
     with PeakRSS() as rss:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         result = function(*args)
-        seconds = time.perf_counter() - started
-    return result, seconds, (rss.peak - rss.before) / 2**20, rss.peak / 2**20
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return result, seconds, cpu, (rss.peak - rss.before) / 2**20, rss.peak / 2**20
 
 
 def main() -> None:
@@ -295,17 +302,20 @@ def main() -> None:
     cache_seconds = time.perf_counter() - started
 
     width, layers = encoder.width, encoder.n_layers
-    ours_loss, t_ours, m_ours, p_ours = results["ours"]
-    (trainer_loss, optimizer), t_hf, m_hf, p_hf = results["trainer"]
+    (ours_loss, ours_phases), t_ours, c_ours, m_ours, p_ours = results["ours"]
+    (trainer_loss, trainer_phases, optimizer), t_hf, c_hf, m_hf, p_hf = results["trainer"]
     print(f"fine-tuning schedule: {args.head_epochs} head-only + {args.full_epochs} full epochs, "
           f"{len(train)} training windows x {responses.shape[1]:,} voxels, batch {BATCH_SIZE}, "
           f"MiniLM ({layers} x {width}), {torch.get_num_threads()} threads, {args.device}, {args.order}")
     label = f"HF Trainer ({optimizer})"
     column = max(len(label), len("brainalign"))
-    print(f"{'':<{column}}  {'wall (s)':>9}  {'peak RSS +MiB':>13}  {'peak RSS MiB':>12}  {'final loss':>10}")
-    for name, seconds, extra, peak, loss in (("brainalign", t_ours, m_ours, p_ours, ours_loss),
-                                             (label, t_hf, m_hf, p_hf, trainer_loss)):
-        print(f"{name:<{column}}  {seconds:>9.1f}  {extra:>13.0f}  {peak:>12.0f}  {loss:>10.3f}")
+    print(f"{'':<{column}}  {'wall (s)':>9}  {'head':>6}  {'full':>6}  {'CPU (s)':>8}  {'peak RSS +MiB':>13}  "
+          f"{'peak RSS MiB':>12}  {'final loss':>10}")
+    for name, seconds, phases, cpu, extra, peak, loss in (
+            ("brainalign", t_ours, ours_phases, c_ours, m_ours, p_ours, ours_loss),
+            (label, t_hf, trainer_phases, c_hf, m_hf, p_hf, trainer_loss)):
+        print(f"{name:<{column}}  {seconds:>9.1f}  {phases['head']:>6.1f}  {phases['full']:>6.1f}  {cpu:>8.1f}  "
+              f"{extra:>13.0f}  {peak:>12.0f}  {loss:>10.3f}")
     ratio = t_hf / t_ours
     print(f"speed-up: {ratio:.2f}x (target >= {TARGET}x): {'met' if ratio >= TARGET else 'not met'}")
     print(f"not counted: the encode stage's one frozen pass over all {len(tokens)} windows of the dataset "

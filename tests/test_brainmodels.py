@@ -32,6 +32,15 @@ WORDS = ("the cat sat on a mat while unbelievably curious dogs watched xylophoni
 TIMING = ("seconds", "examples_per_second")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is several times faster on a shared machine (restored after)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """The tiny BERT and its tokenizer (evaluation mode)."""
@@ -109,13 +118,12 @@ def test_last_word_targets_and_properties(tiny):
     texts = ["the cat sat on xylophonists", "curious unbelievably", "near Harry's well-known,", "qzxqzxqzx",
              "the dogs"]
     tokens = tokenize_windows(tiny.tokenizer, texts, "last_word")
-    first_pieces = ["x", "un", "well", None, "dogs"]
+    first_pieces = ["x", "un", "well", tiny.tokenizer.tokenize("qzxqzxqzx")[0], "dogs"]
     for i, first in enumerate(first_pieces):
         pieces = tiny.tokenizer.convert_ids_to_tokens(tokens.ids[tokens.offsets[i]:tokens.offsets[i + 1]].tolist())
-        if first is not None:
-            assert pieces[tokens.target[i]] == first
-    # hand-worked positions: [CLS] the cat sat on x ... -> 5; [CLS] curious un ... -> 2
-    assert tokens.target[0] == 5 and tokens.target[1] == 2
+        assert pieces[tokens.target[i]] == first
+    # hand-worked positions: [CLS] the cat sat on x ... -> 5; [CLS] curious un ... -> 2; [CLS] qz... -> 1
+    assert tokens.target[0] == 5 and tokens.target[1] == 2 and tokens.target[3] == 1
     lengths = [12.0, 12.0, 9.0, 9.0, 4.0]  # "well-known," has 9 letters, the comma and hyphen do not count
     np.testing.assert_array_equal(tokens.properties[:, 0], lengths)
     # not in wordfreq's list (frequency 0): the floor

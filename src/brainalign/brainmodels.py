@@ -146,13 +146,14 @@ def head_inputs(model: BrainModel, tokens: TokenizedWindows, rows: np.ndarray | 
     rows = np.arange(len(tokens)) if rows is None else np.asarray(rows)
     width = int(model.encoder.config.hidden_size) + (2 if tokens.kind == "last_word" else 0)
     out = np.zeros((len(rows), width), dtype=np.float32)
-    was_training = model.training
+    modes = {module: module.training for module in model.modules()}
     model.eval()
     for index in tqdm(length_batches(tokens.lengths[rows], batch_size), desc=desc,
                       disable=not runtime.progress or len(rows) < 4 * batch_size):
         with torch.autocast(runtime.device.split(":")[0], dtype=torch.bfloat16, enabled=runtime.bf16):
             out[index] = model.head_inputs(_to(tokens.batch(rows[index]), runtime.device), tokens.kind).cpu().numpy()
-    model.train(was_training)
+    for module, training in modes.items():  # exactly as before, module by module
+        module.train(training)
     return out
 
 

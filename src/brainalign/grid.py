@@ -45,10 +45,10 @@ PRESETS: dict[str, dict[str, dict]] = {
     "default": {
         "models": {"seeds": [0]},
         "vanilla": {"epochs": 10},
-        "finetuned": {"head_epochs": 10, "full_epochs": 2},
-        "participant_transfer": {"source_head_epochs": 2, "source_full_epochs": 2, "head_epochs": 10},
-        "meg_transfer": {"meg_head_epochs": 10, "meg_full_epochs": 1, "head_epochs": 10, "full_epochs": 2},
-        "joint": {"head_epochs": 10, "full_epochs": 2},
+        "finetuned": {"head_epochs": 10, "full_epochs": 1},
+        "participant_transfer": {"source_head_epochs": 2, "source_full_epochs": 1, "head_epochs": 10},
+        "meg_transfer": {"meg_head_epochs": 10, "meg_full_epochs": 1, "head_epochs": 10, "full_epochs": 1},
+        "joint": {"head_epochs": 10, "full_epochs": 1},
     },
     "paper": {
         "models": {"seeds": list(range(10))},
@@ -267,7 +267,8 @@ def most_predictable(vanilla_dir: str | os.PathLike, prepared_dir: str | os.Path
     return max(scores, key=lambda s: (scores[s], s))
 
 
-def export(tasks: list[Task], store: str | os.PathLike, out: str | os.PathLike, dataset: str | None = None) -> None:
+def export(tasks: list[Task], store: str | os.PathLike, out: str | os.PathLike, dataset: str | None = None,
+           prepared_root: str | os.PathLike = "data/prepared") -> None:
     """Write ``out`` (``data/models/<model>``) from the finished tasks, atomically.
 
     Predictions are written per dataset, participant, held-out run and seed; weights are hard-linked
@@ -299,7 +300,7 @@ def export(tasks: list[Task], store: str | os.PathLike, out: str | os.PathLike, 
             (tmp / checkpoint.with_suffix(".json")).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
             for head in task.heads:
                 dataset, subject = head["dataset"], head["subject"]
-                fold = _fold_index(task, dataset, subject)
+                fold = _fold_index(task, Path(prepared_root), dataset, subject)
                 relative = Path(subject, f"fold{fold}", f"seed{task.seed}")
                 target = tmp / relative if dataset == only else tmp / dataset / relative
                 target.mkdir(parents=True, exist_ok=True)
@@ -310,10 +311,10 @@ def export(tasks: list[Task], store: str | os.PathLike, out: str | os.PathLike, 
                                                              indent=2, sort_keys=True) + "\n")
 
 
-def _fold_index(task: Task, dataset: str, subject: str) -> int:
-    """The fold number of the task's held-out run for one participant (from the folds file it read)."""
-    folds = json.loads(Path(next(p for p in task.inputs if p.endswith(f"{dataset}/{subject}/folds.json"))).read_text())
-    return next(f["fold"] for f in folds if f["heldout_run"] == task.heldout_run)
+def _fold_index(task: Task, prepared_root: Path, dataset: str, subject: str) -> int:
+    """The fold number of the task's held-out run for one participant."""
+    folds = read_prepared(prepared_root / dataset, subject).folds
+    return next(f.index for f in folds if f.heldout_run == task.heldout_run)
 
 
 def _link(source: Path, target: Path) -> None:

@@ -144,15 +144,21 @@ def encoder_files(spec: dict) -> list[Path]:
 
 def with_inputs(task: Task, prepared_root: str | os.PathLike, features_root: str | os.PathLike) -> Task:
     """The task with ``inputs`` filled: the MD5 of every file it reads (the base encoder's weights
-    included, so a changed local encoder gives new keys), and of the training code."""
+    included, so a changed local encoder gives new keys), and of the training code.
+
+    Files are named relative to their roots (``prepared/fmri/1/responses.npy``), so the key depends on
+    what the files hold, not on where the working directory is.
+    """
     inputs = {}
-    files = input_files(task, prepared_root, features_root)
-    if task.source is None:
-        files += encoder_files(task.encoder)
-    for path in files:
+    roots = {"prepared": Path(prepared_root), "features": Path(features_root)}
+    for path in input_files(task, prepared_root, features_root):
         if not path.exists():
             raise InputError(path, path.name, f"an input of task {task.label}", "no such file")
-        inputs[path.as_posix()] = _md5(path)
+        root_name = next(n for n, r in roots.items() if path.is_relative_to(r))
+        inputs[f"{root_name}/{path.relative_to(roots[root_name]).as_posix()}"] = _md5(path)
+    if task.source is None:
+        for path in encoder_files(task.encoder):
+            inputs[f"encoder/{path.name}"] = _md5(path)
     inputs["code"] = code_version()
     task.inputs = inputs
     return task

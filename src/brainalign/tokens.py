@@ -115,7 +115,11 @@ def tokenize_windows(tokenizer, texts: list[str], kind: str = "cls", max_length:
         if len(ids) > max_length - 2:
             # Keep whole words: start at the first piece of the earliest word that still fits.
             starts = np.flatnonzero(np.r_[True, word_ids[1:] != word_ids[:-1]])
-            first = starts[np.searchsorted(starts, len(ids) - (max_length - 2))]
+            fitting = starts[starts >= len(ids) - (max_length - 2)]
+            if not len(fitting):
+                raise InputError("<windows>", "text", f"a last word of at most {max_length - 2} pieces "
+                                 f"(max_length {max_length})", f"{texts[i].split()[-1]!r} in window {i}")
+            first = fitting[0]
             ids, word_ids = ids[first:], word_ids[first:]
         if kind == "last_word":
             # A word the tokenizer drops entirely has no piece: the last word that has one stands in.
