@@ -1,7 +1,7 @@
 """Which model wins, against the simulation's ground truth (the models issue's acceptance).
 
-Two simulated experiments of the default size (400 words a run, 6 mm voxels), two fMRI participants each,
-SNR 3-5, one held-out run (run 1), seeds 0 and 1, the packaged MiniLM:
+Two simulated experiments (400 and 300 words a run, 8 mm voxels), two fMRI participants each, SNR 3-5, one
+held-out run (run 1), seeds 0 and 1, the packaged MiniLM:
 
 ``need``     ``cls_share: 0``: the hidden features are a nonlinear function of the words' middle-layer states,
              which the frozen ``[CLS]`` carries only partly. Fine-tuning has something to find.
@@ -37,7 +37,7 @@ SEEDS = (0, 1)
 RUN = 1
 SUBJECTS = ("1", "2")
 SIMULATION = {"simulate.subjects": 2, "simulate.meg_subjects": 1, "simulate.snr": [3.0, 5.0],
-              "models.learning_rate": 1.0e-4}
+              "simulate.resolution_mm": 8, "models.learning_rate": 1.0e-4}
 HEAD, FULL = 10, 4
 TRANSFER_HEAD = 30  # a new head on a changed encoder needs more than 10 epochs at 1e-4 to settle
 
@@ -82,8 +82,8 @@ def need(tmp_path_factory) -> tuple[Path, dict]:
 
 @pytest.fixture(scope="module")
 def optimal(tmp_path_factory) -> tuple[Path, dict]:
-    root = make_experiment(tmp_path_factory.mktemp("optimal"), {**SIMULATION, "simulate.cls_share": 1.0},
-                           datasets=("fmri",))
+    root = make_experiment(tmp_path_factory.mktemp("optimal"), {**SIMULATION, "simulate.cls_share": 1.0,
+                                                                "simulate.words_per_run": 300}, datasets=("fmri",))
     return root, _train(root)
 
 

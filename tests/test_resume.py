@@ -113,10 +113,11 @@ def test_killed_stage_resumes_to_identical_weights(experiment, tmp_path):
         assert len(failed) == 1, runs
         dead = failed[0]
         assert "died" in tags[dead]["failure"]
-        # Not lost: the epochs the killed run logged are still there.
+        # Not lost: the epochs the killed run logged are still there (all but, at most, the one whose
+        # checkpoint was written when the kill came; the resumed run replays that one).
         logged = con.execute("select count(distinct step) from metrics where run_uuid = ? and key = 'loss'",
                              (dead,)).fetchone()[0]
-        assert logged >= killed_at
+        assert logged >= killed_at - 1
         resumed_runs = [run for run in tags if tags[run].get("resumes_run") == dead]
         assert len(resumed_runs) == 1
         run = resumed_runs[0]

@@ -14,8 +14,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
-from safetensors.torch import load_file
 
 from brainalign.errors import InputError
 
@@ -47,7 +45,9 @@ def read_predictions(directory: str | os.PathLike, n_examples: int, n_channels: 
     return predictions
 
 
-def read_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The checkpoint a card points to (safetensors: nothing is unpickled)."""
+def read_weights(directory: str | os.PathLike) -> dict:
+    """The checkpoint a card points to, as tensors (safetensors: nothing is unpickled)."""
+    from safetensors.torch import load_file  # torch only where weights are read: scoring needs none
+
     card = read_card(directory)
     return load_file(Path(directory) / card["weights"])
