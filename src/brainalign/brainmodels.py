@@ -80,11 +80,10 @@ class Phase:
 
 @dataclass
 class Runtime:
-    """Where and how to compute: ``device`` (cpu, cuda), bf16 autocast, ``torch.compile``."""
+    """Where and how to compute: ``device`` (cpu, cuda), bf16 autocast, CPU threads, progress bars."""
 
     device: str = "cpu"
     bf16: bool = False
-    compile: bool = False
     threads: int | None = None
     progress: bool = True
 
