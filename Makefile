@@ -24,6 +24,9 @@ $(BIN)/.installed-run: pyproject.toml requirements.lock
 	touch $@
 
 $(BIN)/.installed-test: pyproject.toml requirements.lock
+	@# The report test renders the HTML report in headless Chromium (Debian's package).
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| { echo "make test: the report test needs Debian's chromium (apt-get install chromium, as root)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
 	touch $@ $(BIN)/.installed-run

@@ -1,5 +1,5 @@
-"""Stage report: accuracy distributions per participant, and per dataset the figure its channels call for:
-glass-brain maps (voxels), bars (named regions) or time courses (MEG sensors x bins)."""
+"""Stage report: every figure (with the CSV of its numbers), the comparison statistics, and one static HTML
+report (`reports/index.html`) holding the configuration, the score summary, the figures and the MLflow run ids."""
 
 from pathlib import Path
 
@@ -11,51 +11,185 @@ import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from brainalign import tracking  # noqa: E402
+from brainalign import figures, tracking  # noqa: E402
+from brainalign.analyses import attention_by_model, changed_examples, compare_pair, seed_matrix, seed_means  # noqa: E402
+from brainalign.atlas import language_region_labels  # noqa: E402
 from brainalign.cli import guarded  # noqa: E402
-from brainalign.figures import accuracy_distribution, channel_accuracy, glass_brain, meg_time_course  # noqa: E402
-from brainalign.files import atomic_path  # noqa: E402
+from brainalign.errors import ConfigError  # noqa: E402
+from brainalign.files import atomic_path, write_json  # noqa: E402
 from brainalign.params import load_params, section  # noqa: E402
 from brainalign.prepared import read_prepared  # noqa: E402
 from brainalign.recordings.hp_meg import bins_per_sensor  # noqa: E402
-from brainalign.scoring.table import voxel_means  # noqa: E402
+from brainalign.report import Figure, write_report  # noqa: E402
+from brainalign.scoring.table import summarise, voxel_means, wide_scores  # noqa: E402
 
-PREPARED, TABLE, OUT = "data/prepared", "data/scores/scores.parquet", "reports/figures"
+PREPARED, FEATURES, MODELS_ROOT, TABLE = \
+    "data/prepared", "data/features", "data/models", "data/scores/scores.parquet"
+FIGURES, REPORT = "reports/figures", "reports/index.html"
+MODELS = ("vanilla", "finetuned", "participant_transfer", "meg_transfer", "joint")
+KEYS = ["map_threshold", "map_vmax", "comparisons", "q", "changed_threshold", "attention", "features"]
 
 
-def main() -> None:
-    settings = section(load_params(), "report", ["map_threshold", "map_vmax"])
-    with tracking.stage_run("report", {"report": settings}), atomic_path(OUT) as tmp:
-        tmp.mkdir(parents=True)
-        means = voxel_means(pd.read_parquet(TABLE))
-        for (name, model), scores in means.groupby(["dataset", "model"], sort=False):
-            stem = f"{model}_{name}"
-            accuracy_distribution(scores, tmp / f"{stem}_accuracy_distribution.png")
-            spaces = {}
-            for subject, voxels in scores.groupby("subject", sort=False):
+def score_figures(means: pd.DataFrame, out: Path, settings: dict) -> list[Figure]:
+    """Per dataset and model: the accuracy distribution, and the figure its channels call for."""
+    shown = []
+    for (name, model), scores in means.groupby(["dataset", "model"], sort=False):
+        stem = f"{model}_{name}"
+        figures.accuracy_distribution(scores, out / f"{stem}_accuracy_distribution.png")
+        shown.append(Figure(f"Scores: {model}", f"{model} on {name}: distribution of 20 vs 20 accuracy",
+                            out / f"{stem}_accuracy_distribution.png", "Per channel, mean over held-out runs and "
+                            "initialisations; chance (0.5) dashed."))
+        spaces = {}
+        for subject, voxels in scores.groupby("subject", sort=False):
+            space = read_prepared(Path(PREPARED) / name, str(subject))
+            if space.coords is not None:
+                spaces[subject] = (space, voxels.sort_values("voxel")["accuracy"].to_numpy())
+        shared = [sp for sp, _ in spaces.values()]
+        if len(shared) > 1 and all(np.array_equal(sp.coords, shared[0].coords) for sp in shared):
+            # Participants in one voxel space (MNI, same mask): the group mean halves the null's spread.
+            path = out / f"{stem}_glass_brain_mean.png"
+            figures.glass_brain(np.mean([acc for _, acc in spaces.values()], axis=0), shared[0].coords,
+                                shared[0].affine, shared[0].volume_shape, path,
+                                title=f"{model} ({name}), mean of {len(shared)} participants: 20 vs 20 accuracy",
+                                threshold=settings["map_threshold"], vmax=settings["map_vmax"])
+            shown.append(Figure(f"Scores: {model}", f"{model} on {name}: accuracy map", path,
+                                f"Voxels above {settings['map_threshold']}, mean of the participants."))
+        else:
+            for subject, (space, accuracy) in spaces.items():
+                path = out / f"{stem}_glass_brain_{subject}.png"
+                figures.glass_brain(accuracy, space.coords, space.affine, space.volume_shape, path,
+                                    title=f"{model} ({name}), participant {subject}: 20 vs 20 accuracy",
+                                    threshold=settings["map_threshold"], vmax=settings["map_vmax"])
+                shown.append(Figure(f"Scores: {model}", f"{model} on {name}, participant {subject}: accuracy map",
+                                    path, f"Voxels above {settings['map_threshold']}."))
+        first = read_prepared(Path(PREPARED) / name, str(scores["subject"].iloc[0]))
+        if first.modality == "meg":
+            path = out / f"{stem}_time_course.png"
+            figures.meg_time_course(scores, bins_per_sensor(first.channel_names), path,
+                                    title=f"{model} ({name}): 20 vs 20 accuracy after word onset")
+            shown.append(Figure(f"Scores: {model}", f"{model} on {name}: accuracy after word onset", path))
+        elif first.coords is None and first.channel_names is not None:
+            path = out / f"{stem}_regions.png"
+            figures.channel_accuracy(scores, first.channel_names, path,
+                                     title=f"{model} ({name}): 20 vs 20 accuracy per region")
+            shown.append(Figure(f"Scores: {model}", f"{model} on {name}: accuracy per region", path))
+    return shown
+
+
+def comparison_figures(wide: pd.DataFrame, out: Path, settings: dict) -> tuple[list[Figure], pd.DataFrame]:
+    """Curves, voxel maps and paired tests for every pair ``report.comparisons`` names that was scored."""
+    means = seed_means(wide)
+    shown, tests = [], []
+    for model_a, model_b in settings["comparisons"]:
+        for name in dict.fromkeys(means["dataset"]):
+            scored = set(means.loc[means["dataset"] == name, "model"])
+            if model_a not in scored or model_b not in scored:
+                continue
+            pair = compare_pair(means, name, model_a, model_b, q=settings["q"])
+            stem = f"{model_b}_vs_{model_a}_{name}"
+            section_name = f"{model_b} against {model_a}"
+            path = out / f"{stem}_curves.png"
+            figures.comparison_curve_figure(pair.curves, path, f"{model_b} − {model_a} ({name})", model_a, model_b)
+            n_seeds = max(len(s) for s in pair.seeds.values())
+            shown.append(Figure(section_name, f"{model_b} − {model_a} on {name}: comparison curves", path,
+                                "Voxels sorted by the larger of the two accuracies; at x, the mean difference over the "
+                                f"x best. One line per participant, their mean in black, a ±1 SD band over "
+                                f"{n_seeds} initialisation(s)."))
+            if pair.across_participants:
+                tests.append({"comparison": f"{model_b} − {model_a}", "dataset": name,
+                              **{k: v for k, v in pair.across_participants.items()}})
+            for subject, test in pair.tests.items():
                 space = read_prepared(Path(PREPARED) / name, str(subject))
                 if space.coords is None:
                     continue
-                spaces[subject] = (space, voxels.sort_values("voxel")["accuracy"].to_numpy())
-                glass_brain(spaces[subject][1], space.coords, space.affine, space.volume_shape,
-                            tmp / f"{stem}_glass_brain_{subject}.png",
-                            title=f"{model} ({name}), participant {subject}: 20 vs 20 accuracy",
-                            threshold=settings["map_threshold"], vmax=settings["map_vmax"])
-            shared = [sp for sp, _ in spaces.values()]
-            if len(shared) > 1 and all(np.array_equal(sp.coords, shared[0].coords) for sp in shared):
-                # Participants in one voxel space (MNI, same mask): the group mean halves the null's spread.
-                glass_brain(np.mean([acc for _, acc in spaces.values()], axis=0), shared[0].coords,
-                            shared[0].affine, shared[0].volume_shape, tmp / f"{stem}_glass_brain_mean.png",
-                            title=f"{model} ({name}), mean of {len(shared)} participants: 20 vs 20 accuracy",
-                            threshold=settings["map_threshold"], vmax=settings["map_vmax"])
-            first = read_prepared(Path(PREPARED) / name, str(scores["subject"].iloc[0]))
-            if first.modality == "meg":
-                meg_time_course(scores, bins_per_sensor(first.channel_names), tmp / f"{stem}_time_course.png",
-                                title=f"{model} ({name}): 20 vs 20 accuracy after word onset")
-            elif first.coords is None and first.channel_names is not None:
-                channel_accuracy(scores, first.channel_names, tmp / f"{stem}_regions.png",
-                                 title=f"{model} ({name}): 20 vs 20 accuracy per region")
-        mlflow.log_artifacts(str(tmp), artifact_path="figures")
+                path = out / f"{stem}_map_{subject}.png"
+                regions = language_region_labels(space.coords, space.affine) > 0
+                if test is None:
+                    difference = (seed_matrix(means, name, model_b, subject, pair.seeds[subject]).mean(axis=0)
+                                  - seed_matrix(means, name, model_a, subject, pair.seeds[subject]).mean(axis=0))
+                    figures.voxel_map_figure(difference, np.ones_like(difference, dtype=bool), space.coords,
+                                             space.affine, space.volume_shape, path,
+                                             f"{model_b} − {model_a}, participant {subject}: raw difference "
+                                             f"({len(pair.seeds[subject])} initialisation(s))", regions=regions,
+                                             tested=False)
+                    caption = ("Fewer than 3 shared initialisations: the raw difference, untested. Set models.seeds "
+                               "to 3 or more for the t-test and FDR map.")
+                else:
+                    figures.voxel_map_figure(test["difference"].to_numpy(), test["significant"].to_numpy(),
+                                             space.coords, space.affine, space.volume_shape, path,
+                                             f"{model_b} − {model_a}, participant {subject}: significant voxels "
+                                             f"(q = {settings['q']})", regions=regions)
+                    caption = (f"Related-samples t-test across {len(pair.seeds[subject])} initialisations per voxel, "
+                               f"Benjamini-Hochberg at q = {settings['q']}: "
+                               f"{int(test['significant'].sum())} significant voxels.")
+                shown.append(Figure(section_name, f"{model_b} − {model_a} on {name}, participant {subject}: voxel map",
+                                    path, caption + " Colour saturates at the 95th percentile of |difference|; "
+                                    "language regions outlined."))
+    return shown, pd.DataFrame(tests)
+
+
+def model_figures(params: dict, out: Path, settings: dict) -> list[Figure]:
+    """Attention from [CLS] and the changed examples: vanilla against fine-tuned, on the fMRI dataset."""
+    fmri = params["models"]["fmri"]
+    vanilla, finetuned = Path(MODELS_ROOT) / "vanilla" / fmri, Path(MODELS_ROOT) / "finetuned"
+    shown = []
+    if settings["attention"] and (finetuned / "checkpoints").is_dir():
+        base, tuned = attention_by_model(finetuned, PREPARED, FEATURES)
+        path = out / "attention_vanilla_vs_finetuned.png"
+        figures.attention_figure(base, tuned, path, label_a="vanilla", label_b="fine-tuned")
+        shown.append(Figure("Attention", "Attention from [CLS] per layer, vanilla against fine-tuned", path,
+                            "Averaged over heads; mean ± SE over held-out presentations, heads and initialisations "
+                            "(the vanilla encoder is the same for every initialisation)."))
+    if (finetuned / fmri).is_dir() and vanilla.is_dir():
+        changes, prevalence = changed_examples(vanilla, finetuned / fmri, Path(PREPARED) / fmri,
+                                               threshold=settings["changed_threshold"], features=settings["features"])
+        changes.to_csv(out / "changed_examples.csv", index=False)
+        path = out / "changed_examples_features.png"
+        n_changed = int(changes["changed"].sum())
+        figures.changed_examples_figure(prevalence, path, f"Features of changed (|change| ≥ "
+                                        f"{settings['changed_threshold']:g} %: {n_changed}) and unchanged "
+                                        f"({len(changes) - n_changed}) examples")
+        shown.append(Figure("Which examples changed", "Word features of the examples fine-tuning changed", path,
+                            "Per held-out example, the percent change of the prediction-to-target distance from "
+                            "vanilla to fine-tuned (mean over initialisations); bars: the features' mean in changed "
+                            "and unchanged examples, ± bootstrap SE (100 samples). Per-example changes: "
+                            "changed_examples.csv."))
+    return shown
+
+
+def main() -> None:
+    params = load_params()
+    settings = section(params, "report", KEYS)
+    for pair in settings["comparisons"]:
+        if not (isinstance(pair, list) and len(pair) == 2 and all(m in MODELS for m in pair)):
+            raise ConfigError(f"params.yaml: report.comparisons: expected pairs of models from {list(MODELS)}, "
+                              f"found {pair!r}")
+    scoring = section(params, "score")
+    anchor = scoring["anchor"]
+    with tracking.stage_run("report", {"report": settings}):
+        with atomic_path(FIGURES) as tmp:
+            tmp.mkdir(parents=True)
+            table = pd.read_parquet(TABLE)
+            wide = wide_scores(table, anchor)
+            shown = score_figures(voxel_means(table, anchor), tmp, settings)
+            pairs, tests = comparison_figures(wide, tmp, settings)
+            shown += pairs
+            shown += model_figures(params, tmp, settings)
+            write_json(tmp / "comparison_tests.json", tests.to_dict(orient="records"))
+        shown = [Figure(f.section, f.title, Path(FIGURES) / f.png.relative_to(tmp), f.caption) for f in shown]
+        summary = summarise(table, top=scoring["top_voxels"], anchor=anchor)
+        stages = ["simulate"] + [f"{stage}@{name}" for stage in ("validate", "prepare", "encode", "vanilla")
+                                 for name in params["datasets"]]
+        stages += ["finetuned", "participant_transfer", "meg_transfer", "joint", "score", "report"]
+        notes = []
+        if any(spec.get("source") == "simulated" for spec in params["datasets"].values()):
+            notes.append("The recordings are simulated by brainalign (simulate stage), written in the real releases' "
+                         "formats: these are not results about brains.")
+        write_report(REPORT, title="brainalign: brain-tuned language models", configuration=params,
+                     summary=summary, figures=shown, runs=tracking.stage_runs(stages), notes=notes,
+                     tables={"Paired tests across participants": tests} if len(tests) else None)
+        mlflow.log_artifacts(FIGURES, artifact_path="figures")
+        mlflow.log_artifact(REPORT)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Stage score: per-channel 20 vs 20 accuracy, R² and Pearson r on every held-out run, every model and dataset."""
+"""Stage score: per-channel 20 vs 20 accuracy (both forms), R² and Pearson r on every held-out run, every
+model and dataset, into one long-format table; summaries (the default form named by `score.anchor`) as DVC metrics."""
 
 from pathlib import Path
 
@@ -11,8 +12,10 @@ import pandas as pd  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
 from brainalign.cli import guarded  # noqa: E402
+from brainalign.errors import ConfigError  # noqa: E402
 from brainalign.files import atomic_path, write_json  # noqa: E402
 from brainalign.params import load_params, section  # noqa: E402
+from brainalign.scoring.kvsk import ANCHORS  # noqa: E402
 from brainalign.scoring.table import model_dirs, score_model, summarise  # noqa: E402
 
 PREPARED, MODELS, TABLE, METRICS = "data/prepared", "data/models", "data/scores/scores.parquet", "metrics"
@@ -20,14 +23,16 @@ PREPARED, MODELS, TABLE, METRICS = "data/prepared", "data/models", "data/scores/
 
 def main() -> None:
     settings = section(load_params(), "score", ["k", "n_draws", "seed", "anchor", "draws", "top_voxels"])
+    if settings["anchor"] not in ANCHORS:
+        raise ConfigError(f"params.yaml: score.anchor: expected one of {ANCHORS}, found {settings['anchor']!r}")
     with tracking.stage_run("score", {"score": settings}):
         table = pd.concat([score_model(model, path, Path(PREPARED) / name, k=settings["k"],
-                                       n_draws=settings["n_draws"], seed=settings["seed"], anchor=settings["anchor"],
-                                       draws=settings["draws"], dataset=name)
+                                       n_draws=settings["n_draws"], seed=settings["seed"], draws=settings["draws"],
+                                       dataset=name)
                            for (model, name), path in model_dirs(MODELS).items()], ignore_index=True)
         with atomic_path(TABLE) as tmp:
             table.to_parquet(tmp, index=False)
-        summary = summarise(table, top=settings["top_voxels"])
+        summary = summarise(table, top=settings["top_voxels"], anchor=settings["anchor"])
         for model, datasets in summary.items():
             write_json(Path(METRICS) / f"{model}.json", datasets)
             for name, subjects in datasets.items():

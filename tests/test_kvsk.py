@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from brainalign.errors import ConfigError, InputError
+from brainalign.scoring import kvsk
 from brainalign.scoring.kvsk import draw_kvsk, kvsk_accuracy
 
 
@@ -236,3 +237,162 @@ def test_planted_signal_and_noise_voxels():
             acc = kvsk_accuracy(y_true, y_pred, targets, distractors, anchor=anchor)
             assert np.all(acc[:n_signal] > 0.9), (draws, anchor, acc[:n_signal])
             assert abs(acc[n_signal:].mean() - 0.5) < 0.05, (draws, anchor, acc[n_signal:].mean())
+
+
+# --- The numba kernel against plain loops, in both compute dtypes ------------------------------------------
+
+
+def loop_kvsk(y_true, y_pred, targets, distractors, anchor="target", dtype=np.float64):
+    """Slow reference in the compute dtype: NumPy scalars of ``dtype`` (every operation rounded to it), the
+    k terms summed left to right from the first term, one voxel and one draw at a time. Returns the
+    accuracies and the number of tied draws per voxel."""
+    n_draws, k = targets.shape
+    a_side, b_side = (y_true, y_pred) if anchor == "target" else (y_pred, y_true)
+    out = np.zeros(a_side.shape[1], dtype=np.float64)
+    ties = np.zeros(a_side.shape[1], dtype=np.int64)
+    for v in range(a_side.shape[1]):
+        a = [dtype(x) for x in a_side[:, v]]
+        b = [dtype(x) for x in b_side[:, v]]
+        total = 0.0
+        for d in range(n_draws):
+            for i in range(k):
+                t, s = int(targets[d, i]), int(distractors[d, i])
+                m = (a[t] - b[t]) * (a[t] - b[t])
+                mm = (a[t] - b[s]) * (a[t] - b[s])
+                assert type(m) is dtype and type(mm) is dtype
+                matched, mismatched = (m, mm) if i == 0 else (matched + m, mismatched + mm)
+            assert type(matched) is dtype
+            total += 1.0 if matched < mismatched else 0.5 if matched == mismatched else 0.0
+            ties[v] += matched == mismatched
+        out[v] = total / n_draws
+    return out, ties
+
+
+def seed_algorithm(y_true, y_pred, targets, distractors):
+    """The seed code's algorithm: a loop over draws, each vectorised over voxels in the data's dtype."""
+    accuracy = np.zeros(y_true.shape[1], dtype=np.float64)
+    for t, d in zip(targets, distractors):
+        truth = y_true[t]
+        matched = np.sum((truth - y_pred[t]) ** 2, axis=0)
+        mismatched = np.sum((truth - y_pred[d]) ** 2, axis=0)
+        accuracy += (matched < mismatched) + 0.5 * (matched == mismatched)
+    return accuracy / len(targets)
+
+
+@pytest.fixture(scope="module")
+def loop_cases():
+    """Real-valued data (the rounding order shows) and zeros and ones (ties are common), 45 examples x 23 voxels,
+    with voxel 5 constant in truth and prediction (every draw ties)."""
+    rng = np.random.default_rng(77)
+    real_true = rng.standard_normal((45, 23)).astype(np.float32)
+    real_pred = (0.5 * real_true + rng.standard_normal((45, 23))).astype(np.float32)
+    int_true = rng.integers(0, 2, size=(45, 23)).astype(np.float32)
+    int_pred = rng.integers(0, 2, size=(45, 23)).astype(np.float32)
+    for y in (real_true, real_pred, int_true, int_pred):
+        y[:, 5] = 1.5
+    return {"real": (real_true, real_pred), "integer": (int_true, int_pred)}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("draws", ["independent", "disjoint"])
+@pytest.mark.parametrize("anchor", ["target", "prediction"])
+@pytest.mark.parametrize("data", ["real", "integer"])
+def test_kernel_equals_loop_exactly(loop_cases, monkeypatch, data, anchor, draws, dtype):
+    """Truth: ``loop_kvsk`` above; equal bit for bit whatever the voxel chunks and blocks (partial blocks at
+    the end of a chunk included), and with ties counted 0.5."""
+    y_true, y_pred = loop_cases[data]
+    targets, distractors = draw_kvsk(45, k=20, n_draws=40, rng=np.random.default_rng(8), draws=draws)
+    expected, ties = loop_kvsk(y_true, y_pred, targets, distractors, anchor, dtype)
+    assert np.ptp(expected) > 0.1
+    assert expected[5] == 0.5 and ties[5] == 40
+    if data == "integer":
+        assert np.sum(ties > 0) > 10, "integer data should give ties on most voxels"
+    for block_bytes in (8, 24, 1024):  # blocks of 1 to 6 voxels, and the default
+        monkeypatch.setattr(kvsk, "BLOCK_BYTES", block_bytes)
+        for voxel_chunk in (1, 5, 7, 23, 4096):
+            got = kvsk_accuracy(y_true, y_pred, targets, distractors, anchor=anchor, voxel_chunk=voxel_chunk,
+                                dtype=dtype)
+            assert got.dtype == np.float64 and got.shape == (23,)
+            np.testing.assert_array_equal(got, expected, err_msg=f"{block_bytes=} {voxel_chunk=}")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("anchor", ["target", "prediction"])
+def test_kernel_k1_equals_loop(loop_cases, anchor, dtype):
+    """Truth: ``loop_kvsk`` with k = 1 (a single term each, no additions), on data with ties."""
+    y_true, y_pred = loop_cases["integer"]
+    targets, distractors = draw_kvsk(45, k=1, n_draws=60, rng=4)
+    expected, ties = loop_kvsk(y_true, y_pred, targets, distractors, anchor, dtype)
+    assert expected[5] == 0.5 and np.sum(ties > 0) > 10
+    for voxel_chunk in (1, 4, 4096):
+        np.testing.assert_array_equal(kvsk_accuracy(y_true, y_pred, targets, distractors, anchor,
+                                                    voxel_chunk=voxel_chunk, dtype=dtype), expected)
+
+
+@pytest.mark.parametrize("anchor", ["target", "prediction"])
+def test_float32_equals_seed_algorithm(anchor):
+    """Truth: the seed code's algorithm (``seed_algorithm`` above, float32 numpy) on the same draws; with the
+    anchor on the predictions, the same algorithm with the two arrays swapped. Bit for bit, over enough
+    near-tied voxels that float32 and float64 sums decide some draws differently."""
+    rng = np.random.default_rng(21)
+    y_true = rng.standard_normal((120, 1000)).astype(np.float32)
+    y_pred = (0.2 * y_true + rng.standard_normal(y_true.shape)).astype(np.float32)
+    # Near ties: terms close to 1 that differ in their last float32 bits, so that float32 sums decide some
+    # draws differently from float64 sums.
+    y_true[:, 500:] = (1e-7 * rng.standard_normal((120, 500))).astype(np.float32)
+    y_pred[:, 500:] = (1 + 1e-7 * rng.standard_normal((120, 500))).astype(np.float32)
+    targets, distractors = draw_kvsk(120, k=20, n_draws=300, rng=rng)
+    sides = (y_true, y_pred) if anchor == "target" else (y_pred, y_true)
+    expected32 = seed_algorithm(*sides, targets, distractors)
+    expected64 = seed_algorithm(*(s.astype(np.float64) for s in sides), targets, distractors)
+    assert not np.array_equal(expected32, expected64)  # the dtypes are told apart here
+    for voxel_chunk in (97, 4096):
+        np.testing.assert_array_equal(kvsk_accuracy(y_true, y_pred, targets, distractors, anchor,
+                                                    voxel_chunk=voxel_chunk, dtype=np.float32), expected32)
+        np.testing.assert_array_equal(kvsk_accuracy(y_true, y_pred, targets, distractors, anchor,
+                                                    voxel_chunk=voxel_chunk), expected64)
+
+
+def test_thread_count_and_input_layouts_do_not_change_the_result():
+    """Truth: the one-thread result on C-ordered float32 input; other thread counts, Fortran-ordered,
+    strided, integer-valued int16 and float64 inputs, and int32 indices give the same numbers."""
+    import numba
+
+    rng = np.random.default_rng(3)
+    y_true = rng.integers(-3, 4, size=(50, 700)).astype(np.int16)
+    y_pred = rng.integers(-3, 4, size=(50, 700)).astype(np.int16)
+    targets, distractors = draw_kvsk(50, k=20, n_draws=100, rng=5)
+    default_threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        expected = kvsk_accuracy(y_true.astype(np.float32), y_pred.astype(np.float32), targets, distractors)
+    finally:
+        numba.set_num_threads(default_threads)
+    variants = [(y_true, y_pred), (np.asfortranarray(y_true), np.asfortranarray(y_pred)),
+                (y_true.astype(np.float64), y_pred.astype(np.float64))]
+    for yt, yp in variants:
+        for dtype in (np.float64, np.float32):
+            np.testing.assert_array_equal(kvsk_accuracy(yt, yp, targets, distractors, dtype=dtype), expected)
+    wide_true, wide_pred = np.repeat(y_true, 2, axis=1), np.repeat(y_pred, 2, axis=1)
+    np.testing.assert_array_equal(kvsk_accuracy(wide_true[:, ::2], wide_pred[:, ::2], targets.astype(np.int32),
+                                                distractors.astype(np.int32), voxel_chunk=64), expected)
+
+
+def test_kernel_input_errors():
+    """Truth: the contracts added with the kernel raise the stated errors before any compiled code runs."""
+    y = np.zeros((10, 2))
+    t, d = draw_kvsk(10, k=2, n_draws=3, rng=0)
+    with pytest.raises(ConfigError):
+        kvsk_accuracy(y, y, t, d, dtype=np.float16)
+    with pytest.raises(ConfigError):
+        kvsk_accuracy(y, y, t, d, voxel_chunk=0)
+    with pytest.raises(InputError):
+        kvsk_accuracy(y, y, t, d + 10)
+    with pytest.raises(InputError):
+        kvsk_accuracy(y, y, t, d - 10)
+    with pytest.raises(InputError):
+        kvsk_accuracy(y, y, t.astype(float), d.astype(float))
+    with pytest.raises(InputError):
+        kvsk_accuracy(y, y, t[:0], d[:0])
+    # draw_chunk is accepted (and ignored) for calls written for the numpy version.
+    np.testing.assert_array_equal(kvsk_accuracy(y, y, t, d, draw_chunk=1), kvsk_accuracy(y, y, t, d))

@@ -247,6 +247,25 @@ def fail_dead_runs() -> list[str]:
     return dead
 
 
+def stage_runs(stages: list[str], start: str | os.PathLike | None = None) -> list[dict]:
+    """The latest run of each stage (``stage``, ``run_id``, ``status``, ``git_commit``), for the report."""
+    import mlflow
+
+    mlflow.set_tracking_uri(store_uri(start))
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return []
+    client = mlflow.MlflowClient()
+    found = []
+    for stage in stages:
+        runs = client.search_runs([experiment.experiment_id], f"tags.stage = '{stage}'",
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+        for run in runs:
+            found.append({"stage": stage, "run_id": run.info.run_id, "status": run.info.status,
+                          "git_commit": run.data.tags.get("git_commit", "")})
+    return found
+
+
 def _earlier_attempts(task_key: str) -> list:
     import mlflow
 

@@ -37,23 +37,13 @@ import numpy as np
 import pandas as pd
 from scipy.stats import gamma
 
+from brainalign.atlas import LANGUAGE_REGIONS, language_region_labels
 from brainalign.errors import ConfigError
 from brainalign.files import atomic_path, write_json
 from brainalign.recordings.base import FIXATION, Recording
 from brainalign.recordings.hp_fmri import write_hp_fmri
 
 log = logging.getLogger(__name__)
-
-# Approximate MNI centres (mm) of left-hemisphere language regions (after Fedorenko et al. 2010's parcels).
-LANGUAGE_REGIONS = {
-    "L_IFGorb": (-47.0, 27.0, -4.0),
-    "L_IFG": (-51.0, 15.0, 18.0),
-    "L_MFG": (-41.0, 2.0, 47.0),
-    "L_AntTemp": (-56.0, -5.0, -13.0),
-    "L_PostTemp": (-57.0, -42.0, 6.0),
-    "L_AngG": (-45.0, -64.0, 26.0),
-}
-
 
 # Scale presets: a key left null in params.yaml takes the preset's value. ``paper`` is the chapter's size:
 # 5,176 entries (5,164 words and 12 fixations), runs of 340, 352, 279 and 380 TRs (1,351), 8 fMRI and
@@ -174,11 +164,7 @@ def brain_geometry(resolution_mm: int, radius_mm: float, mask: str = "brain") ->
         image = load_mni152_brain_mask(resolution=resolution_mm)
         inside = np.asarray(image.get_fdata()) > 0
     coords = np.argwhere(inside)
-    mni = coords @ image.affine[:3, :3].T + image.affine[:3, 3]
-    region = np.zeros(len(coords), dtype=np.int64)
-    for number, centre in enumerate(LANGUAGE_REGIONS.values(), start=1):
-        near = np.linalg.norm(mni - np.asarray(centre), axis=1) <= radius_mm
-        region[near & (region == 0)] = number
+    region = language_region_labels(coords, image.affine, radius_mm)
     return {"coords": coords, "affine": np.asarray(image.affine, dtype=np.float64),
             "shape": tuple(int(s) for s in image.shape), "region": region}
 

@@ -1,4 +1,4 @@
-"""Scoring every fold of a model into one tidy table, and summarising it."""
+"""Scoring every fold of a model into one tidy long-format table, and summarising it."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from brainalign.checkpoints import fold_dir, read_predictions, seeds
-from brainalign.errors import InputError
+from brainalign.errors import ConfigError, InputError
 from brainalign.prepared import prepared_subjects, read_prepared
-from brainalign.scoring.kvsk import draw_kvsk, kvsk_accuracy
+from brainalign.scoring.kvsk import ANCHORS, draw_kvsk, kvsk_accuracy
 from brainalign.scoring.variance import pearson_r, r2_score
 
 
@@ -22,16 +22,22 @@ def draw_seed(seed: int, subject: str, fold: int) -> list[int]:
     return [int(seed), int(fold), zlib.crc32(subject.encode("utf-8"))]
 
 
+MEASURES = ("accuracy_target", "accuracy_prediction", "r2", "pearson_r")
+KEYS = ["dataset", "model", "subject", "fold", "heldout_run", "seed", "voxel"]
+
+
 def score_model(model: str, model_dir: str | os.PathLike, prepared_dir: str | os.PathLike, k: int = 20,
-                n_draws: int = 1000, seed: int = 0, anchor: str = "target",
-                draws: str = "independent", dataset: str = "") -> pd.DataFrame:
-    """Per-channel k vs k accuracy, R² and Pearson r of every participant and held-out run of a dataset.
+                n_draws: int = 1000, seed: int = 0, draws: str = "independent", dataset: str = "") -> pd.DataFrame:
+    """Per-channel k vs k accuracy (both forms), R² and Pearson r of every participant and held-out run.
 
     Returns
     -------
-    DataFrame with columns ``dataset``, ``model``, ``subject``, ``fold``, ``heldout_run``, ``seed``,
-    ``voxel`` (the channel: voxel, region or sensor x bin component), ``accuracy``, ``r2``, ``pearson_r``
-    (one row per participant, fold, seed and channel). Participants without predictions are skipped.
+    DataFrame in long format: columns ``dataset``, ``model``, ``subject``, ``fold``, ``heldout_run``,
+    ``seed``, ``voxel`` (the channel: voxel, region or sensor x bin component), ``measure`` and ``value``;
+    one row per participant, fold, seed, channel and measure. The measures (:data:`MEASURES`):
+    ``accuracy_target`` and ``accuracy_prediction`` (the k vs k test anchored on the true responses, as
+    the seed code, or on the predictions, as the paper's prose; :mod:`brainalign.scoring.kvsk`), ``r2``
+    and ``pearson_r``. Participants without predictions are skipped.
     """
     frames = []
     subjects = prepared_subjects(prepared_dir)
@@ -44,34 +50,59 @@ def score_model(model: str, model_dir: str | os.PathLike, prepared_dir: str | os
                 draw_seed(seed, subject, fold.index)), draws=draws)
             for model_seed in seeds(model_dir, subject, fold.index):
                 y_pred = read_predictions(fold_dir(model_dir, subject, fold.index, model_seed), *y_true.shape)
+                values = {"accuracy_target": kvsk_accuracy(y_true, y_pred, targets, distractors, anchor="target"),
+                          "accuracy_prediction": kvsk_accuracy(y_true, y_pred, targets, distractors,
+                                                               anchor="prediction"),
+                          "r2": r2_score(y_true, y_pred), "pearson_r": pearson_r(y_true, y_pred)}
+                n = y_true.shape[1]
                 frames.append(pd.DataFrame({
                     "dataset": dataset, "model": model, "subject": subject, "fold": fold.index,
-                    "heldout_run": fold.heldout_run, "seed": model_seed, "voxel": np.arange(y_true.shape[1]),
-                    "accuracy": kvsk_accuracy(y_true, y_pred, targets, distractors, anchor=anchor),
-                    "r2": r2_score(y_true, y_pred), "pearson_r": pearson_r(y_true, y_pred)}))
+                    "heldout_run": fold.heldout_run, "seed": model_seed, "voxel": np.tile(np.arange(n), len(MEASURES)),
+                    "measure": np.repeat(MEASURES, n), "value": np.concatenate([values[m] for m in MEASURES])}))
     if not frames:
         raise InputError(model_dir, "predictions", f"held-out predictions of {model} for {prepared_dir}", "none")
     return pd.concat(frames, ignore_index=True)
 
 
-def voxel_means(table: pd.DataFrame) -> pd.DataFrame:
-    """Scores averaged over held-out runs and seeds: one row per dataset, model, participant and channel."""
-    return (table.groupby(["dataset", "model", "subject", "voxel"], sort=False)[["accuracy", "r2", "pearson_r"]]
-            .mean().reset_index())
+def wide_scores(table: pd.DataFrame, anchor: str = "target") -> pd.DataFrame:
+    """The long table with one column per measure, plus ``accuracy``: the form ``anchor`` names."""
+    if anchor not in ANCHORS:
+        raise ConfigError(f"score anchor: expected one of {ANCHORS}, found {anchor!r}")
+    missing = {"measure", "value", *KEYS} - set(table.columns)
+    if missing:
+        raise InputError("score table", "columns", f"{KEYS + ['measure', 'value']}", f"missing {sorted(missing)}")
+    wide = table.pivot(index=KEYS, columns="measure", values="value").reset_index()
+    wide.columns.name = None
+    wide["accuracy"] = wide[f"accuracy_{anchor}"]
+    return wide
 
 
-def summarise(table: pd.DataFrame, top: int = 1000) -> dict:
+def voxel_means(table: pd.DataFrame, anchor: str = "target") -> pd.DataFrame:
+    """Scores averaged over held-out runs and seeds: one row per dataset, model, participant and channel.
+
+    ``table`` is the long score table; the columns are the measures plus ``accuracy`` (the ``anchor`` form).
+    """
+    wide = wide_scores(table, anchor)
+    measures = ["accuracy", *MEASURES]
+    return wide.groupby(["dataset", "model", "subject", "voxel"], sort=False)[measures].mean().reset_index()
+
+
+def summarise(table: pd.DataFrame, top: int = 1000, anchor: str = "target") -> dict:
     """Metrics per model, dataset and participant: mean accuracy over all channels and the ``top`` best.
 
-    The best channels are chosen by their mean accuracy over held-out runs, as the paper reports them.
-    Returns ``{model: {dataset: {subject or "mean": {metric: value}}}}``.
+    ``accuracy`` is the k vs k form ``anchor`` names; the best channels are chosen by their mean accuracy
+    over held-out runs and seeds, as the paper reports them. Returns
+    ``{model: {dataset: {subject or "mean": {metric: value}}}}``.
     """
     summary: dict = {}
-    for (model, name, subject), group in voxel_means(table).groupby(["model", "dataset", "subject"], sort=False):
+    for (model, name, subject), group in voxel_means(table, anchor).groupby(["model", "dataset", "subject"],
+                                                                             sort=False):
         best = np.sort(group["accuracy"].to_numpy())[::-1][:top]
         summary.setdefault(model, {}).setdefault(name, {})[str(subject)] = {
             "accuracy_mean": float(group["accuracy"].mean()),
             f"accuracy_top{top}": float(best.mean()),
+            "accuracy_target_mean": float(group["accuracy_target"].mean()),
+            "accuracy_prediction_mean": float(group["accuracy_prediction"].mean()),
             "r2_mean": float(group["r2"].mean()),
             "pearson_r_mean": float(group["pearson_r"].mean()),
         }
