@@ -45,7 +45,7 @@ from brainalign.encoders import cls_features, last_word_features, load_encoder
 from brainalign.lexicon import is_content_word
 from brainalign.recordings import Recording, write_hp_fmri, write_hp_meg, write_own
 from brainalign.recordings.simulated import story_words
-from brainalign.scoring.table import voxel_means
+from brainalign.scoring.table import voxel_means, wide_scores
 from brainalign.windows import tr_windows
 
 RUNS = [1, 2, 3, 4]
@@ -302,7 +302,7 @@ def pipeline(tmp_path_factory) -> SimpleNamespace:
         timings[stage] = time.perf_counter() - started
         assert code == 0, f"{stage} exited {code}:\n{stderr[-3000:]}"
     table = pd.read_parquet(root / "data/scores/scores.parquet")
-    return SimpleNamespace(root=root, truth=truth, table=table, means=voxel_means(table), timings=timings)
+    return SimpleNamespace(root=root, truth=truth, table=wide_scores(table), means=voxel_means(table), timings=timings)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from brainalign.grid import Grid, export, grid_from_params, most_predictable
 from brainalign.params import load_params
 from brainalign.prepared import read_prepared
 from brainalign.recordings.simulated import read_truth
+from brainalign.scoring.comparisons import comparison_curves, voxel_ttest
 from brainalign.scoring.kvsk import draw_kvsk, kvsk_accuracy
 from brainalign.tasks import Task, read_task_predictions, run_task
 
@@ -149,3 +150,73 @@ def test_participant_transfer_beats_vanilla_on_the_other_participant(need):
         run_task(vanilla, store, root / "data/prepared", root / "data/features", progress=False)
         transferred, matched = _accuracy(root, store, transfer, target), _accuracy(root, store, vanilla, target)
         assert transferred > matched, f"seed {seed}: transfer {transferred:.4f} <= vanilla {matched:.4f}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The comparison statistics (results issue): curves and FDR maps against the simulation's truth
+# ---------------------------------------------------------------------------------------------------------
+
+MAP_SEEDS = (0, 1, 2, 3, 4)  # the voxel t-test runs across initialisations: five here (the paper: 100)
+
+
+def _voxel_accuracy(root: Path, store: Path, task: Task, subject: str) -> np.ndarray:
+    """Per-voxel 20 vs 20 accuracy of the held-out run, every voxel, the same draws for every model."""
+    data = read_prepared(root / "data/prepared/fmri", subject)
+    fold = next(f for f in data.folds if f.heldout_run == RUN)
+    targets, distractors = draw_kvsk(len(fold.test), 20, 1000, np.random.default_rng([7, int(subject)]))
+    return kvsk_accuracy(data.responses[fold.test], read_task_predictions(store, task, "fmri", subject),
+                         targets, distractors)
+
+
+def _seed_accuracies(root: Path, model: str, phases: list, seeds: tuple[int, ...], subject: str,
+                     suffix: str = "") -> np.ndarray:
+    grid, store = _grid(root), root / "store"
+    rows = []
+    for seed in seeds:
+        task = grid.task(model, f"{model}/fmri/{subject}/run{RUN}/seed{seed}{suffix}", [("fmri", subject)], RUN,
+                         seed, phases)
+        run_task(task, store, root / "data/prepared", root / "data/features", progress=False)  # seeds 0, 1: stored
+        rows.append(_voxel_accuracy(root, store, task, subject))
+    return np.array(rows)
+
+
+@pytest.fixture(scope="module")
+def need_seeds(need) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Participant 1 of the need set: vanilla and fine-tuned accuracies over five seeds, and the truth."""
+    root, _ = need
+    vanilla = _seed_accuracies(root, "vanilla", [["head", HEAD]], MAP_SEEDS, "1")
+    tuned = _seed_accuracies(root, "finetuned", [["head", HEAD], ["full", FULL]], MAP_SEEDS, "1")
+    return vanilla, tuned, read_truth(root / "data/truth", "1")["responsive"]
+
+
+def test_comparison_curve_is_positive_when_finetuning_is_needed(need_seeds):
+    """The curve's mean difference is positive for every seed: over all voxels (its last point) and over
+    the responsive voxels alone. (Its first points are not: at 8 mm and this SNR the voxels with the best
+    accuracy are mostly noise voxels that one model scored high by chance; 10 of the top 84 respond.)"""
+    vanilla, tuned, responsive = need_seeds
+    everywhere = comparison_curves(vanilla, tuned)[:, -1]
+    assert (everywhere > 0).all(), f"per seed, mean difference over all voxels: {everywhere}"
+    responsive_only = comparison_curves(vanilla[:, responsive], tuned[:, responsive])[:, -1]
+    assert (responsive_only > 0.01).all(), f"per seed, over the responsive voxels: {responsive_only}"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "open (results issue): a t-test across initialisations holds the held-out data fixed, so the models' "
+    "systematic differences on noise voxels are 'significant' too; measured: 1,837 of 3,666 voxels at "
+    "q = .01, 40 of them responsive (FDP 0.98). Testing across held-out runs as well is the next step."))
+def test_fdr_map_finds_responsive_voxels_only(need_seeds):
+    """Significant voxels (t-test across seeds, BH q = .01) lie in the responsive regions: FDP <= 5 %."""
+    vanilla, tuned, responsive = need_seeds
+    significant = voxel_ttest(vanilla, tuned, q=0.01)["significant"].to_numpy()
+    assert significant.sum() >= 10, f"only {significant.sum()} significant voxels"
+    false = int((significant & ~responsive).sum())
+    assert false / significant.sum() <= 0.05, f"{false} of {significant.sum()} significant voxels are not responsive"
+
+
+def test_identical_models_declare_about_q_of_voxels(need):
+    """The same model (vanilla) with different seeds, paired 0-4 against 5-9: at most about q significant."""
+    root, _ = need
+    first = _seed_accuracies(root, "vanilla", [["head", HEAD]], MAP_SEEDS, "1")
+    second = _seed_accuracies(root, "vanilla", [["head", HEAD]], tuple(s + 5 for s in MAP_SEEDS), "1")
+    significant = voxel_ttest(first, second, q=0.01)["significant"].to_numpy()
+    assert significant.mean() <= 0.02, f"{significant.sum()} of {len(significant)} voxels significant"

@@ -22,11 +22,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from browser import dump_dom, figure_verdicts, screenshot
 from experiments import set_params
+from PIL import Image
 
 from brainalign.recordings import read_hp_fmri, write_hp_fmri
 from brainalign.recordings.simulated import read_truth
-from brainalign.scoring.table import voxel_means
+from brainalign.scoring.table import voxel_means, wide_scores
 
 pytestmark = pytest.mark.pipeline
 
@@ -103,8 +105,11 @@ def store(root: Path) -> sqlite3.Connection:
 def test_outputs_exist(scratch):
     """The score table, metrics and figures are where the README says, with the right content."""
     table = pd.read_parquet(scratch / "data/scores/scores.parquet")
-    assert set(table.columns) >= {"dataset", "model", "subject", "fold", "heldout_run", "voxel", "accuracy", "r2",
-                                  "pearson_r"}
+    assert list(table.columns) == ["dataset", "model", "subject", "fold", "heldout_run", "seed", "voxel", "measure",
+                                   "value"]  # long format
+    assert set(table["measure"]) == {"accuracy_target", "accuracy_prediction", "r2", "pearson_r"}
+    assert table.groupby(["dataset", "model", "subject", "fold", "seed", "voxel"]).size().eq(4).all()
+    table = wide_scores(table)
     assert set(table["dataset"]) == {"fmri", "meg"}
     assert sorted(table.loc[table["dataset"] == "meg", "subject"].unique()) == ["M1", "M2"]
     assert table.loc[table["dataset"] == "meg", "voxel"].max() == 306 * 20 - 1
@@ -125,13 +130,15 @@ def test_outputs_exist(scratch):
     metrics = metrics["fmri"]
     assert set(metrics) == set(prepared) | {"mean"}
     for subject in prepared:
-        acc = voxel_means(table[table["subject"] == subject])["accuracy"].to_numpy()
+        acc = table[table["subject"] == subject].groupby("voxel", sort=True)["accuracy"].mean().to_numpy()
         assert metrics[subject]["accuracy_mean"] == pytest.approx(acc.mean())
         assert metrics[subject]["accuracy_top1000"] == pytest.approx(np.sort(acc)[::-1][:1000].mean())
     figures = scratch / "reports/figures"
-    for name in ["vanilla_fmri_accuracy_distribution.png", "vanilla_fmri_glass_brain_1.png",
-                 "vanilla_fmri_glass_brain_mean.png", "vanilla_meg_accuracy_distribution.png",
-                 "vanilla_meg_time_course.png"]:
+    for name in ["vanilla_fmri_accuracy_distribution.png", "vanilla_fmri_glass_brain_mean.png",
+                 "vanilla_meg_accuracy_distribution.png", "vanilla_meg_time_course.png",
+                 "finetuned_vs_vanilla_fmri_curves.png", "finetuned_vs_vanilla_fmri_map_1.png",
+                 "joint_vs_vanilla_meg_curves.png", "attention_vanilla_vs_finetuned.png",
+                 "changed_examples_features.png"]:
         assert (figures / name).stat().st_size > 10_000
         assert (figures / name).with_suffix(".csv").exists()
 
@@ -146,6 +153,23 @@ def test_vanilla_accuracy_against_ground_truth(scratch):
         assert responsive.sum() > 50 and (~responsive).sum() > 1000
         assert accuracy[responsive].mean() > 0.6, f"participant {subject}"
         assert abs(accuracy[~responsive].mean() - 0.5) < 0.03, f"participant {subject}"
+
+
+def test_report_renders_in_chromium(scratch, tmp_path):
+    """The HTML report: self-contained, naming the MLflow runs, every figure drawn in a real browser."""
+    page = scratch / "reports/index.html"
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text
+    with store(scratch) as db:
+        ids = [r for (r,) in db.execute("select r.run_uuid from runs r join tags t on t.run_uuid = r.run_uuid "
+                                         "where t.key = 'stage' and t.value in ('finetuned', 'score', 'report')")]
+    assert ids and all(run_id in text for run_id in ids)
+    pngs = sorted((scratch / "reports/figures").glob("*.png"))
+    verdicts = figure_verdicts(dump_dom(page))
+    assert len(verdicts) == len(pngs) >= 15
+    assert set(verdicts.values()) == {"drawn"}, verdicts
+    shot = np.asarray(Image.open(screenshot(page, tmp_path / "report.png")).convert("L"))
+    assert len(np.unique(shot)) > 50
 
 
 def test_second_repro_reproduces_nothing(scratch):

@@ -1,4 +1,5 @@
-"""Figures of scores: accuracy distributions, glass-brain maps, region bars and MEG time courses.
+"""Figures: accuracy distributions, glass-brain maps, region bars, MEG time courses, comparison curves,
+FDR voxel maps, [CLS] attention and changed examples.
 
 Each figure's numbers go to a CSV beside it.
 """
