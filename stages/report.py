@@ -44,6 +44,13 @@ def score_figures(means: pd.DataFrame, out: Path, settings: dict) -> list[Figure
             space = read_prepared(Path(PREPARED) / name, str(subject))
             if space.coords is not None:
                 spaces[subject] = (space, voxels.sort_values("voxel")["accuracy"].to_numpy())
+        for subject, (space, accuracy) in spaces.items():
+            path = out / f"{stem}_glass_brain_{subject}.png"
+            figures.glass_brain(accuracy, space.coords, space.affine, space.volume_shape, path,
+                                title=f"{model} ({name}), participant {subject}: 20 vs 20 accuracy",
+                                threshold=settings["map_threshold"], vmax=settings["map_vmax"])
+            shown.append(Figure(f"Scores: {model}", f"{model} on {name}, participant {subject}: accuracy map",
+                                path, f"Voxels above {settings['map_threshold']}."))
         shared = [sp for sp, _ in spaces.values()]
         if len(shared) > 1 and all(np.array_equal(sp.coords, shared[0].coords) for sp in shared):
             # Participants in one voxel space (MNI, same mask): the group mean halves the null's spread.
@@ -52,16 +59,8 @@ def score_figures(means: pd.DataFrame, out: Path, settings: dict) -> list[Figure
                                 shared[0].affine, shared[0].volume_shape, path,
                                 title=f"{model} ({name}), mean of {len(shared)} participants: 20 vs 20 accuracy",
                                 threshold=settings["map_threshold"], vmax=settings["map_vmax"])
-            shown.append(Figure(f"Scores: {model}", f"{model} on {name}: accuracy map", path,
+            shown.append(Figure(f"Scores: {model}", f"{model} on {name}: accuracy map, mean of participants", path,
                                 f"Voxels above {settings['map_threshold']}, mean of the participants."))
-        else:
-            for subject, (space, accuracy) in spaces.items():
-                path = out / f"{stem}_glass_brain_{subject}.png"
-                figures.glass_brain(accuracy, space.coords, space.affine, space.volume_shape, path,
-                                    title=f"{model} ({name}), participant {subject}: 20 vs 20 accuracy",
-                                    threshold=settings["map_threshold"], vmax=settings["map_vmax"])
-                shown.append(Figure(f"Scores: {model}", f"{model} on {name}, participant {subject}: accuracy map",
-                                    path, f"Voxels above {settings['map_threshold']}."))
         first = read_prepared(Path(PREPARED) / name, str(scores["subject"].iloc[0]))
         if first.modality == "meg":
             path = out / f"{stem}_time_course.png"

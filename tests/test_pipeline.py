@@ -134,9 +134,9 @@ def test_outputs_exist(scratch):
         assert metrics[subject]["accuracy_mean"] == pytest.approx(acc.mean())
         assert metrics[subject]["accuracy_top1000"] == pytest.approx(np.sort(acc)[::-1][:1000].mean())
     figures = scratch / "reports/figures"
-    for name in ["vanilla_fmri_accuracy_distribution.png", "vanilla_fmri_glass_brain_mean.png",
-                 "vanilla_meg_accuracy_distribution.png", "vanilla_meg_time_course.png",
-                 "finetuned_vs_vanilla_fmri_curves.png", "finetuned_vs_vanilla_fmri_map_1.png",
+    for name in ["vanilla_fmri_accuracy_distribution.png", "vanilla_fmri_glass_brain_1.png",
+                 "vanilla_fmri_glass_brain_mean.png", "vanilla_meg_accuracy_distribution.png",
+                 "vanilla_meg_time_course.png", "finetuned_vs_vanilla_fmri_curves.png", "finetuned_vs_vanilla_fmri_map_1.png",
                  "joint_vs_vanilla_meg_curves.png", "attention_vanilla_vs_finetuned.png",
                  "changed_examples_features.png"]:
         assert (figures / name).stat().st_size > 10_000

@@ -19,7 +19,8 @@ from brainalign.errors import BrainalignError
 from brainalign.offline import go_offline
 
 RESULTS = {
-    "score table (Parquet, one row per model x participant x fold x seed x voxel)": "data/scores/scores.parquet",
+    "the report: open it in a browser (configuration, scores, every figure, MLflow run ids)": "reports/index.html",
+    "score table (Parquet, long: model x participant x fold x seed x voxel x measure)": "data/scores/scores.parquet",
     "metrics (DVC metrics; `dvc metrics show`)": "metrics/",
     "figures (PNG, each with the CSV of its numbers)": "reports/figures/",
     "held-out predictions and checkpoints of every model (npy, safetensors + JSON cards)": "data/models/",
