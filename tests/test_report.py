@@ -44,11 +44,13 @@ def test_report_is_self_contained_and_complete(tmp_path):
     figures = _figures(tmp_path)[:1]
     page = write_report(tmp_path / "index.html", title="brainalign report", configuration={"score": {"k": 20}},
                         summary=SUMMARY, figures=figures, runs=RUNS, notes=["simulated recordings"],
-                        tables={"Paired tests": pd.DataFrame([{"comparison": "b − a", "t": 3.5}])})
+                        tables={"Paired tests": pd.DataFrame([{"comparison": "b − a", "t": 3.5,
+                                                                    "mean": -0.000142}])})
     text = page.read_text()
     assert "http://" not in text and "https://" not in text and "<link" not in text
     assert "0123456789abcdef" in text and "simulated recordings" in text and "0.612" in text
-    assert "Paired tests" in text and "3.500" in text and '&quot;k&quot;: 20' in text
+    assert "Paired tests" in text and "<td>3.5</td>" in text and '&quot;k&quot;: 20' in text
+    assert "<td>-0.000142</td>" in text  # small differences keep their significant digits
     # The rendered page: the figure and the tables are on screen (the screenshot is far from uniform).
     shot = np.asarray(Image.open(screenshot(page, tmp_path / "shot.png")).convert("L"))
     assert shot.shape == (2400, 1280)

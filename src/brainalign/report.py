@@ -39,6 +39,7 @@ th { background: #f3f3f3; } td.name, th.name { text-align: left; }
 figure { margin: 1.2em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.9em; color: #444; }
 pre { background: #f7f7f7; padding: 0.8em; font-size: 0.8em; overflow-x: auto; }
+.scroll { overflow-x: auto; }
 .note { background: #fff8e1; border-left: 4px solid #f0b400; padding: 0.5em 1em; }
 """
 
@@ -66,17 +67,18 @@ window.addEventListener('load', function () {
 """
 
 
-def _table(frame: pd.DataFrame, digits: int = 3) -> str:
+def _table(frame: pd.DataFrame, digits: int = 4) -> str:
     head = "".join(f'<th class="name">{html.escape(str(c))}</th>' if i == 0 else f"<th>{html.escape(str(c))}</th>"
                    for i, c in enumerate(frame.columns))
     rows = []
     for _, row in frame.iterrows():
         cells = []
         for i, value in enumerate(row):
-            text = f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+            text = f"{value:.{digits}g}" if isinstance(value, float) else str(value)
             cells.append(f'<td class="name">{html.escape(text)}</td>' if i == 0 else f"<td>{html.escape(text)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            "</div>")
 
 
 def summary_frame(summary: dict) -> pd.DataFrame:
