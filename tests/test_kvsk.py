@@ -59,9 +59,8 @@ def test_matches_slow_reference_exactly(random_case, anchor, draws):
     expected = reference_kvsk(y_true, y_pred, targets, distractors, anchor=anchor)
     # Guard that the case is not degenerate (some voxels away from 0.5 and not all equal).
     assert np.ptp(expected) > 0.1
-    for voxel_chunk, draw_chunk in [(1, 1), (7, 13), (4096, 250), (1, 250), (4096, 1)]:
-        got = kvsk_accuracy(y_true, y_pred, targets, distractors, anchor=anchor, voxel_chunk=voxel_chunk,
-                            draw_chunk=draw_chunk)
+    for voxel_chunk in (1, 7, 13, 250, 4096):
+        got = kvsk_accuracy(y_true, y_pred, targets, distractors, anchor=anchor, voxel_chunk=voxel_chunk)
         assert got.dtype == np.float64
         assert got.shape == (37,)
         np.testing.assert_array_equal(got, expected)
@@ -394,5 +393,3 @@ def test_kernel_input_errors():
         kvsk_accuracy(y, y, t.astype(float), d.astype(float))
     with pytest.raises(InputError):
         kvsk_accuracy(y, y, t[:0], d[:0])
-    # draw_chunk is accepted (and ignored) for calls written for the numpy version.
-    np.testing.assert_array_equal(kvsk_accuracy(y, y, t, d, draw_chunk=1), kvsk_accuracy(y, y, t, d))

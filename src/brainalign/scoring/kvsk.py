@@ -137,8 +137,7 @@ def _count_outcomes(a_chunk, b_chunk, targets, distractors, width, wins, ties): 
 
 
 def kvsk_accuracy(y_true: np.ndarray, y_pred: np.ndarray, targets: np.ndarray, distractors: np.ndarray,
-                  anchor: str = "target", voxel_chunk: int = 4096, draw_chunk: int | None = None,
-                  dtype: type = np.float64) -> np.ndarray:
+                  anchor: str = "target", voxel_chunk: int = 4096, dtype: type = np.float64) -> np.ndarray:
     """Per-voxel k vs k accuracy over the given draws.
 
     Parameters
@@ -153,8 +152,6 @@ def kvsk_accuracy(y_true: np.ndarray, y_pred: np.ndarray, targets: np.ndarray, d
         Voxels converted to ``dtype`` at a time, which bounds the memory: the temporaries are two
         ``(n_examples, voxel_chunk)`` arrays of ``dtype`` plus, per thread, three tables of
         ``n_examples x BLOCK_BYTES`` bytes. It does not change the result.
-    draw_chunk : None
-        Ignored: the kernel keeps no per-draw temporaries. Accepted so that earlier calls still run.
     dtype : {np.float64, np.float32}
         Arithmetic of the sums of squares (module docstring, "Exactness"): float64 for the library's
         scores, float32 to reproduce the seed code's algorithm bit for bit.
@@ -170,7 +167,6 @@ def kvsk_accuracy(y_true: np.ndarray, y_pred: np.ndarray, targets: np.ndarray, d
     >>> kvsk_accuracy(y, y, np.array([[0, 1]]), np.array([[2, 3]])).tolist()
     [1.0, 1.0]
     """
-    del draw_chunk
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
     targets = np.asarray(targets)
