@@ -15,14 +15,16 @@ from brainalign import figures, tracking  # noqa: E402
 from brainalign.analyses import attention_by_model, changed_examples, compare_pair, seed_matrix, seed_means  # noqa: E402
 from brainalign.atlas import language_region_labels  # noqa: E402
 from brainalign.cli import guarded  # noqa: E402
-from brainalign.errors import ConfigError  # noqa: E402
+from brainalign.errors import ConfigError, InputError  # noqa: E402
 from brainalign.files import atomic_path, write_json  # noqa: E402
 from brainalign.params import load_params, section  # noqa: E402
 from brainalign.prepared import read_prepared  # noqa: E402
 from brainalign.recordings.hp_meg import bins_per_sensor  # noqa: E402
+from brainalign.glue.sample import NOTICE as GLUE_NOTICE  # noqa: E402
 from brainalign.report import Figure, write_report  # noqa: E402
 from brainalign.scoring.table import summarise, voxel_means, wide_scores  # noqa: E402
 
+GLUE_TABLE = "reports/glue/table1.csv"
 PREPARED, FEATURES, MODELS_ROOT, TABLE = \
     "data/prepared", "data/features", "data/models", "data/scores/scores.parquet"
 FIGURES, REPORT = "reports/figures", "reports/index.html"
@@ -179,14 +181,22 @@ def main() -> None:
         summary = summarise(table, top=scoring["top_voxels"], anchor=anchor)
         stages = ["simulate"] + [f"{stage}@{name}" for stage in ("validate", "prepare", "encode", "vanilla")
                                  for name in params["datasets"]]
-        stages += ["finetuned", "participant_transfer", "meg_transfer", "joint", "score", "report"]
+        stages += ["finetuned", "participant_transfer", "meg_transfer", "joint", "score", "glue", "report"]
         notes = []
         if any(spec.get("source") == "simulated" for spec in params["datasets"].values()):
             notes.append("The recordings are simulated by brainalign (simulate stage), written in the real releases' "
                          "formats: these are not results about brains.")
+        tables = {"Paired tests across participants": tests} if len(tests) else {}
+        glue = pd.read_csv(GLUE_TABLE)
+        if not {"task", "metric"} <= set(glue.columns):
+            raise InputError(GLUE_TABLE, "columns", "task, metric, then one column per encoder", ", ".join(glue.columns))
+        sample = section(params, "glue").get("data") == "sample"
+        tables["GLUE dev metrics: the paper's Table 1" + (" (on the embedded sample: NOT GLUE scores)" if sample
+                                                          else "")] = glue
+        if sample:
+            notes.append(f"GLUE check: {GLUE_NOTICE}.")
         write_report(REPORT, title="brainalign: brain-tuned language models", configuration=params,
-                     summary=summary, figures=shown, runs=tracking.stage_runs(stages), notes=notes,
-                     tables={"Paired tests across participants": tests} if len(tests) else None)
+                     summary=summary, figures=shown, runs=tracking.stage_runs(stages), notes=notes, tables=tables)
         mlflow.log_artifacts(FIGURES, artifact_path="figures")
         mlflow.log_artifact(REPORT)
 
