@@ -156,7 +156,7 @@ def test_participant_transfer_beats_vanilla_on_the_other_participant(need):
 # The comparison statistics (results issue): curves and FDR maps against the simulation's truth
 # ---------------------------------------------------------------------------------------------------------
 
-MAP_SEEDS = (0, 1, 2, 3, 4)  # the voxel t-test runs across initialisations: five here (the paper: 100)
+MAP_SEEDS = (0, 1, 2)  # the voxel t-test runs across initialisations: three here, its least (the paper: 100)
 
 
 def _voxel_accuracy(root: Path, store: Path, task: Task, subject: str) -> np.ndarray:
@@ -182,7 +182,7 @@ def _seed_accuracies(root: Path, model: str, phases: list, seeds: tuple[int, ...
 
 @pytest.fixture(scope="module")
 def need_seeds(need) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Participant 1 of the need set: vanilla and fine-tuned accuracies over five seeds, and the truth."""
+    """Participant 1 of the need set: vanilla and fine-tuned accuracies over three seeds, and the truth."""
     root, _ = need
     vanilla = _seed_accuracies(root, "vanilla", [["head", HEAD]], MAP_SEEDS, "1")
     tuned = _seed_accuracies(root, "finetuned", [["head", HEAD], ["full", FULL]], MAP_SEEDS, "1")
@@ -203,7 +203,8 @@ def test_comparison_curve_is_positive_when_finetuning_is_needed(need_seeds):
 @pytest.mark.xfail(strict=True, reason=(
     "open (results issue): a t-test across initialisations holds the held-out data fixed, so the models' "
     "systematic differences on noise voxels are 'significant' too; measured: 1,837 of 3,666 voxels at "
-    "q = .01, 40 of them responsive (FDP 0.98). Testing across held-out runs as well is the next step."))
+    "q = .01, 40 of them responsive (FDP 0.98), with five seeds. Nor can one 80-TR held-out run tell the "
+    "voxels apart: noise voxels' accuracy has SD 0.18 around 0.50, responsive voxels average 0.58-0.60."))
 def test_fdr_map_finds_responsive_voxels_only(need_seeds):
     """Significant voxels (t-test across seeds, BH q = .01) lie in the responsive regions: FDP <= 5 %."""
     vanilla, tuned, responsive = need_seeds
@@ -214,9 +215,9 @@ def test_fdr_map_finds_responsive_voxels_only(need_seeds):
 
 
 def test_identical_models_declare_about_q_of_voxels(need):
-    """The same model (vanilla) with different seeds, paired 0-4 against 5-9: at most about q significant."""
+    """The same model (vanilla) with different seeds, paired 0-2 against 3-5: at most about q significant."""
     root, _ = need
     first = _seed_accuracies(root, "vanilla", [["head", HEAD]], MAP_SEEDS, "1")
-    second = _seed_accuracies(root, "vanilla", [["head", HEAD]], tuple(s + 5 for s in MAP_SEEDS), "1")
+    second = _seed_accuracies(root, "vanilla", [["head", HEAD]], tuple(s + len(MAP_SEEDS) for s in MAP_SEEDS), "1")
     significant = voxel_ttest(first, second, q=0.01)["significant"].to_numpy()
     assert significant.mean() <= 0.02, f"{significant.sum()} of {len(significant)} voxels significant"

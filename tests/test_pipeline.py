@@ -82,7 +82,7 @@ def scratch(tmp_path_factory) -> Path:
     return root
 
 
-STAGES = {"simulate", "score", "report", "finetuned", "participant_transfer", "meg_transfer", "joint"} | {
+STAGES = {"simulate", "score", "report", "finetuned", "participant_transfer", "meg_transfer", "joint", "glue"} | {
     f"{stage}@{name}" for stage in ("validate", "prepare", "encode", "vanilla") for name in ("fmri", "meg")}
 MODELS = ("vanilla", "finetuned", "participant_transfer", "meg_transfer", "joint")
 # The default parameters, made small enough for a test: DVC's mechanics do not depend on the size.
@@ -91,7 +91,8 @@ SCRATCH = {"simulate.subjects": 2, "simulate.words_per_run": 240, "simulate.reso
            "participant_transfer.source_head_epochs": 1, "participant_transfer.source_full_epochs": 1,
            "participant_transfer.head_epochs": 2, "meg_transfer.meg_head_epochs": 1,
            "meg_transfer.meg_full_epochs": 1, "meg_transfer.head_epochs": 1, "meg_transfer.full_epochs": 1,
-           "joint.head_epochs": 1, "joint.full_epochs": 1, "participant_transfer.source": "1"}
+           "joint.head_epochs": 1, "joint.full_epochs": 1, "participant_transfer.source": "1",
+           "glue.tasks": ["SST-2"], "glue.sample.train": 64, "glue.sample.dev": 32, "glue.sample.epochs": 1}
 
 
 def prepared_ids(root: Path, dataset: str = "fmri") -> list[str]:
@@ -141,6 +142,36 @@ def test_outputs_exist(scratch):
                  "changed_examples_features.png"]:
         assert (figures / name).stat().st_size > 10_000
         assert (figures / name).with_suffix(".csv").exists()
+
+
+def test_glue_table_and_runs(scratch):
+    """Table 1 on the embedded sample: every default encoder and the majority baseline, said not to be GLUE;
+    its numbers are the stored dev predictions' accuracy; every GLUE run is an MLflow run with its params."""
+    from brainalign.glue.data import read_split
+
+    table = pd.read_csv(scratch / "reports/glue/table1.csv")
+    assert list(table.columns) == ["task", "metric", "pretrained", "meg_transfer", "joint", "majority"]
+    assert table[["task", "metric"]].values.tolist() == [["SST-2", "accuracy"]]
+    assert "not GLUE" in (scratch / "reports/glue/table1.md").read_text().splitlines()[0]
+    metrics = json.loads((scratch / "metrics/glue.json").read_text())
+    assert "not GLUE" in metrics["data"] and set(metrics) == {"data", "pretrained", "meg_transfer", "joint", "majority"}
+    dev = read_split(scratch / "data/glue/sample", "SST-2", "dev")
+    assert len(dev) == 32
+    with store(scratch) as db:
+        runs = db.execute("select r.run_uuid, t.value from runs r join tags t on t.run_uuid = r.run_uuid "
+                          "where t.key = 'glue_key'").fetchall()
+        assert len(runs) == 3
+        for run_id, key in runs:
+            params = dict(db.execute("select key, value from params where run_uuid = ?", (run_id,)).fetchall())
+            assert params["task"] == "SST-2" and params["seed"] == "0" and params["learning_rate"] == "0.0001"
+            accuracy = db.execute("select value from latest_metrics where run_uuid = ? and key = 'dev.accuracy'",
+                                  (run_id,)).fetchone()[0]
+            predictions = np.load(scratch / "data/tasks/glue" / key / "predictions.dev.npy")
+            by_hand = 100 * float(np.mean(predictions == dev.labels))
+            assert accuracy == pytest.approx(by_hand)
+            assert table.loc[0, params["encoder"]] == pytest.approx(by_hand, abs=1e-4)
+    page = (scratch / "reports/index.html").read_text()
+    assert "GLUE dev metrics: the paper&#x27;s Table 1 (on the embedded sample: NOT GLUE scores)" in page
 
 
 def test_vanilla_accuracy_against_ground_truth(scratch):
