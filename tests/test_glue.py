@@ -96,6 +96,22 @@ def test_hub_cache_gives_the_release_files_examples(tmp_path):
         read_split(tmp_path / "cache", "RTE", "dev")
 
 
+def test_datasets_cache_arrow_reads_as_the_release(tmp_path):
+    """The datasets library's own cache (Arrow IPC streams in nyu-mll___glue/<config>/<version>/<hash>/)."""
+    import pyarrow as pa
+
+    _write(tmp_path / "glue/SST-2/train.tsv", ["sentence\tlabel", "a fine film \t1", "dull \t0"])
+    build = tmp_path / "cache/nyu-mll___glue/sst2/0.0.0/0123abcd"
+    build.mkdir(parents=True)
+    table = pa.table({"sentence": ["a fine film ", "dull "], "label": [1, 0], "idx": [0, 1]})
+    with pa.OSFile(str(build / "glue-train.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    cached, release = read_split(tmp_path / "cache", "SST-2", "train"), read_split(tmp_path / "glue", "SST-2", "train")
+    assert cached.first == release.first and cached.labels.tolist() == release.labels.tolist() == [1, 0]
+    with pytest.raises(InputError, match=r"glue-validation\*.arrow"):
+        read_split(tmp_path / "cache", "SST-2", "dev")
+
+
 def test_embedded_sample_is_in_the_release_format(tmp_path):
     root = write_sample(tmp_path / "sample", n_train=120, n_dev=40, seed=3)
     assert "not GLUE" in (root / "README.md").read_text()

@@ -5,8 +5,10 @@ Two sources hold the same splits:
 - the GLUE release layout, ``<root>/<TASK>/train.tsv`` and ``dev.tsv`` (MNLI: ``dev_matched.tsv`` and
   ``dev_mismatched.tsv``), read with quoting turned off (sentences carry unescaped quote characters),
   CoLA without a header, MRPC behind a UTF-8 byte-order mark;
-- the Hugging Face hub cache of ``nyu-mll/glue`` (``datasets--nyu-mll--glue/snapshots/<rev>/<config>/
-  <split>-*.parquet``), read with pyarrow when it is already on disk; nothing is downloaded.
+- the caches the ``datasets`` library fills when it loads ``nyu-mll/glue``: the hub cache
+  (``datasets--nyu-mll--glue/snapshots/<rev>/<config>/<split>-*.parquet``) or the datasets cache
+  (``nyu-mll___glue/<config>/<version>/<hash>/glue-<split>*.arrow``), read with pyarrow when they are
+  already on disk; nothing is downloaded, and the ``datasets`` library is not needed.
 
 Labels are stored as the index into :attr:`GlueTask.labels`, in the order the hub uses, so both sources
 give the same numbers; STS-B's label is its similarity score (0-5).
@@ -81,6 +83,7 @@ TASKS: dict[str, GlueTask] = {t.name: t for t in [
 HUB_SPLITS = {"train": "train", "dev": "validation", "dev_matched": "validation_matched",
               "dev_mismatched": "validation_mismatched"}
 HUB_DATASET = "datasets--nyu-mll--glue"
+ARROW_DATASET = "nyu-mll___glue"
 
 
 @dataclass
@@ -126,6 +129,17 @@ def split_files(root: str | os.PathLike, task: GlueTask | str, split: str) -> li
     if split not in ("train", *task.dev_splits):
         raise ConfigError(f"glue: {task.name} has no split {split!r}; it has train, {', '.join(task.dev_splits)}")
     root = Path(root)
+    arrow = next((d for d in (root / ARROW_DATASET, root / "datasets" / ARROW_DATASET, root)
+                  if d.name == ARROW_DATASET and d.is_dir()), None)
+    if arrow is not None:
+        name = HUB_SPLITS[split]
+        builds = sorted((arrow / task.hub_config).glob("*/*/"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for build in builds:
+            files = sorted(build.glob(f"glue-{name}.arrow")) or sorted(build.glob(f"glue-{name}-*-of-*.arrow"))
+            if files:
+                return files
+        raise InputError(arrow / task.hub_config, "file", f"glue-{name}*.arrow ({task.name} {split}) in a build of "
+                         "nyu-mll/glue in the datasets cache", f"none in {len(builds)} build(s)")
     snapshots = hub_snapshots(root)
     if snapshots:
         name = HUB_SPLITS[split]
@@ -163,7 +177,7 @@ def read_split(root: str | os.PathLike, task: GlueTask | str, split: str) -> Glu
     """
     task = glue_task(task) if isinstance(task, str) else task
     files = split_files(root, task, split)
-    if files[0].suffix == ".parquet":
+    if files[0].suffix in (".parquet", ".arrow"):
         return _read_hub(files, task, split)
     return _read_tsv(files[0], task, split)
 
@@ -177,9 +191,16 @@ def hub_snapshots(root: Path) -> list[Path]:
 
 
 def _read_hub(files: list[Path], task: GlueTask, split: str) -> GlueSplit:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tables = [pq.read_table(f).to_pydict() for f in files]
+    def table(path: Path) -> dict:
+        if path.suffix == ".parquet":
+            return pq.read_table(path).to_pydict()
+        with pa.memory_map(str(path)) as source:  # the datasets library writes Arrow IPC streams
+            return pa.ipc.open_stream(source).read_all().to_pydict()
+
+    tables = [table(f) for f in files]
     for f, table in zip(files, tables):
         missing = [c for c in task.hub_columns if c not in table]
         if missing:
@@ -190,7 +211,7 @@ def _read_hub(files: list[Path], task: GlueTask, split: str) -> GlueSplit:
     _check_labels(labels, task, files[0], task.hub_columns[-1])
     return GlueSplit(task, split, [str(s) for s in column[task.hub_columns[0]]],
                      [str(s) for s in column[task.hub_columns[1]]] if task.pair else None, labels,
-                     str(files[0].parent / f"{HUB_SPLITS[split]}-*.parquet"))
+                     str(files[0]) if len(files) == 1 else f"{files[0]} (+{len(files) - 1} shards)")
 def _read_tsv(path: Path, task: GlueTask, split: str) -> GlueSplit:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     with open(path, encoding="utf-8-sig", newline="") as handle:
