@@ -92,7 +92,8 @@ SCRATCH = {"simulate.subjects": 2, "simulate.words_per_run": 240, "simulate.reso
            "participant_transfer.head_epochs": 2, "meg_transfer.meg_head_epochs": 1,
            "meg_transfer.meg_full_epochs": 1, "meg_transfer.head_epochs": 1, "meg_transfer.full_epochs": 1,
            "joint.head_epochs": 1, "joint.full_epochs": 1, "participant_transfer.source": "1",
-           "glue.tasks": ["SST-2"], "glue.sample.train": 64, "glue.sample.dev": 32, "glue.sample.epochs": 1}
+           "glue.tasks": ["SST-2"], "glue.sample.train": 64, "glue.sample.dev": 32, "glue.sample.epochs": 1,
+           "report.comparisons": [["vanilla", "finetuned"], ["vanilla", "joint"]]}
 
 
 def prepared_ids(root: Path, dataset: str = "fmri") -> list[str]:
