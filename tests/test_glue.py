@@ -314,3 +314,23 @@ def test_table1_layout_means_and_paper_columns():
     assert metrics["data"] == "a notice" and metrics["joint"] == {"MNLI-m accuracy": 79.0, "MNLI-mm accuracy": 82.0}
     assert "pretrained SD" not in metrics and PAPER_COLUMNS[0] not in metrics
     assert isinstance(pd.read_csv(pd.io.common.StringIO(table.to_csv())), pd.DataFrame)
+
+
+# --- the stage's parameters ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"glue.tasks": ["QQP"]}, "the embedded sample has SST-2, MRPC, STS-B, CoLA; QQP need(s) real GLUE data"),
+    ({"glue.data": "/no/such/glue"}, "glue.data: expected 'sample', a GLUE release directory"),
+    ({"glue.tasks": ["SST2"]}, "unknown task 'SST2'"),
+    ({"glue.pooling": "max"}, "glue.pooling: expected one of pooler, cls, mean, found 'max'"),
+    ({"glue.encoders": ["jiont"]}, "glue.encoders: 'jiont' is neither 'pretrained'"),
+])
+def test_stage_rejects_bad_parameters_with_one_message(tmp_path, overrides, message):
+    from conftest import REPOSITORY, run_stage
+    from experiments import set_params
+
+    (tmp_path / "params.yaml").write_text((REPOSITORY / "params.yaml").read_text())
+    set_params(tmp_path, overrides)
+    code, stderr = run_stage(tmp_path, "glue")
+    assert code == 1 and stderr.count("error:") == 1 and message in stderr, stderr
+    assert not (tmp_path / "reports/glue").exists()
