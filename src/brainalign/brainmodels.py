@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 
 from brainalign.heads import LinearHead
 from brainalign.tokens import TokenizedWindows, length_batches
-from brainalign.training import Schedule, make_optimizer, masked_mse
+from brainalign.training import (Schedule, make_optimizer, masked_mse, optimizer_tensors, restore_optimizer,
+                                 scheduler_state)
 
 PHASES = ("head", "full")
 
@@ -181,18 +182,15 @@ def _save_checkpoint(path: Path, model: BrainModel, optimizer, scheduler, order:
                      state: TrainingState) -> None:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()
                if state.encoder_changed or not k.startswith("encoder.")}
-    opt_state = optimizer.state_dict()
-    for index, values in opt_state["state"].items():
-        for name, value in values.items():
-            tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
+    optimizer_state, param_groups = optimizer_tensors(optimizer)
+    tensors.update(optimizer_state)
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["rng.order"] = order.get_state()
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    scheduler_state = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
     metadata = {"state": json.dumps({"phase": state.phase, "epoch": state.epoch, "history": state.history,
                                      "encoder_changed": state.encoder_changed,
-                                     "param_groups": opt_state["param_groups"], "scheduler": scheduler_state})}
+                                     "param_groups": param_groups, "scheduler": scheduler_state(scheduler)})}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(tensors, tmp, metadata=metadata)
     os.replace(tmp, path)
@@ -270,13 +268,7 @@ def train_model(model: BrainModel, blocks: list[Block], phases: list[Phase], sch
         optimizer, scheduler = make_optimizer(model, schedule, steps * phase.epochs)
         if saved is not None and p == saved[1]["phase"] and saved[1]["epoch"] > 0:
             tensors, meta = saved
-            opt_state = {"param_groups": meta["param_groups"], "state": {}}
-            for key, value in tensors.items():
-                if key.startswith("optimizer."):
-                    _, index, name = key.split(".", 2)
-                    opt_state["state"].setdefault(int(index), {})[name] = value
-            optimizer.load_state_dict(opt_state)
-            scheduler.load_state_dict({**meta["scheduler"], "lr_lambdas": [None] * len(optimizer.param_groups)})
+            restore_optimizer(optimizer, scheduler, tensors, meta["param_groups"], meta["scheduler"])
         saved = None
         features = None
         if not full:

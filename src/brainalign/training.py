@@ -63,3 +63,30 @@ def make_optimizer(model: nn.Module, schedule: Schedule, total_steps: int) -> tu
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_linear(step, total_steps, schedule.warmup_fraction))
     return optimizer, scheduler
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """An optimiser's state for a safetensors checkpoint: its per-parameter tensors under
+    ``optimizer.<index>.<name>`` keys, and its param groups (JSON-able) for the metadata."""
+    state = optimizer.state_dict()
+    tensors = {f"optimizer.{index}.{name}": value.detach().cpu().contiguous()
+               for index, values in state["state"].items() for name, value in values.items()}
+    return tensors, state["param_groups"]
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+                      tensors: dict[str, torch.Tensor], param_groups: list[dict], scheduler_state: dict) -> None:
+    """Load what :func:`optimizer_tensors` and :func:`scheduler_state` saved into a fresh optimiser and
+    schedule built the same way."""
+    state: dict = {"param_groups": param_groups, "state": {}}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state["state"].setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict(state)
+    scheduler.load_state_dict({**scheduler_state, "lr_lambdas": [None] * len(optimizer.param_groups)})
+
+
+def scheduler_state(scheduler: torch.optim.lr_scheduler.LambdaLR) -> dict:
+    """The schedule's position, without its (unpicklable, rebuilt) lambdas."""
+    return {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}

@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 
 from brainalign.errors import ConfigError
 from brainalign.glue.data import GlueSplit, GlueTask
-from brainalign.training import Schedule, make_optimizer
+from brainalign.training import (Schedule, make_optimizer, optimizer_tensors, restore_optimizer,
+                                 scheduler_state)
 
 # pooler: BERT's (tanh layer on [CLS]); cls: the raw [CLS] state; mean: the mean over word pieces, the
 # sentence vector of sentence-transformers models such as the packaged MiniLM.
@@ -250,15 +251,12 @@ def predict(model: SequenceClassifier, task: GlueTask, data: Encoded, batch_size
 def _save(path: Path, model: nn.Module, optimizer, scheduler, order: torch.Generator, history: list[dict],
           settings: GlueSettings) -> None:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    opt_state = optimizer.state_dict()
-    for index, values in opt_state["state"].items():
-        for name, value in values.items():
-            tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
+    optimizer_state, param_groups = optimizer_tensors(optimizer)
+    tensors.update(optimizer_state)
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["rng.order"] = order.get_state()
-    scheduler_state = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
-    metadata = {"history": json.dumps(history), "param_groups": json.dumps(opt_state["param_groups"]),
-                "scheduler": json.dumps(scheduler_state), "settings": json.dumps(asdict(settings))}
+    metadata = {"history": json.dumps(history), "param_groups": json.dumps(param_groups),
+                "scheduler": json.dumps(scheduler_state(scheduler)), "settings": json.dumps(asdict(settings))}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(tensors, tmp, metadata=metadata)
     os.replace(tmp, path)
@@ -271,13 +269,8 @@ def _resume(path: Path, model: nn.Module, optimizer, scheduler, order: torch.Gen
         metadata = handle.metadata()
     tensors = load_file(str(path))
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    opt_state = {"param_groups": json.loads(metadata["param_groups"]), "state": {}}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            opt_state["state"].setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict(opt_state)
-    scheduler.load_state_dict({**json.loads(metadata["scheduler"]), "lr_lambdas": [None] * len(optimizer.param_groups)})
+    restore_optimizer(optimizer, scheduler, tensors, json.loads(metadata["param_groups"]),
+                      json.loads(metadata["scheduler"]))
     torch.set_rng_state(tensors["rng.torch"])
     order.set_state(tensors["rng.order"])
     return json.loads(metadata["history"])
