@@ -10,7 +10,9 @@ from scipy import stats
 
 from brainalign.errors import ConfigError, InputError
 from brainalign.figures import comparison_curve_figure, voxel_map_figure
-from brainalign.scoring.comparisons import benjamini_hochberg, comparison_curves, participant_test, voxel_ttest
+from brainalign.scoring.comparisons import (benjamini_hochberg, comparison_curves, participant_test,
+                                            predictable_voxels, voxel_ttest)
+from brainalign.scoring.kvsk import draw_kvsk, kvsk_accuracy, kvsk_shift_null
 
 
 # --- comparison curves -------------------------------------------------------------------------------
@@ -149,6 +151,115 @@ def test_voxel_ttest_null_declares_few(seed):
 
 
 # --- across participants -----------------------------------------------------------------------------
+
+def test_voxel_ttest_tests_only_the_given_voxels():
+    """Untested voxels are no hypotheses: NaN p and t, never significant, and BH counts only the others."""
+    rng = np.random.default_rng(3)
+    a = rng.normal(0.6, 0.01, (4, 30))
+    b = a + rng.normal(0.0, 0.01, (4, 30))
+    b[:, :6] += 0.05  # six voxels clearly better in B
+    tested = np.zeros(30, dtype=bool)
+    tested[:12] = True
+    result = voxel_ttest(a, b, q=0.05, tested=tested)
+    assert result.loc[~tested, ["t", "p"]].isna().all().all()
+    assert not result.loc[~tested, "significant"].any()
+    reference = stats.ttest_rel(b[:, :12], a[:, :12], axis=0)
+    np.testing.assert_allclose(result.loc[tested, "p"], reference.pvalue)
+    np.testing.assert_array_equal(result.loc[tested, "significant"],
+                                  stats.false_discovery_control(reference.pvalue) <= 0.05)
+    with pytest.raises(InputError, match="tested"):
+        voxel_ttest(a, b, tested=np.ones(29, dtype=bool))
+
+
+def test_voxel_ttest_fixed_data_makes_unpredicted_voxels_significant():
+    """Why a map needs a screen: with the held-out data fixed, two models that predict a noise voxel
+    differently differ reproducibly across seeds, and the t-test finds them; the predictability screen
+    removes them (noise voxels: responses and predictions unrelated)."""
+    rng = np.random.default_rng(4)
+    n, n_voxels, signal = 120, 400, 40
+    y = rng.standard_normal((n, n_voxels))
+    base = rng.standard_normal((n, n_voxels))            # what A predicts on noise voxels
+    changed = base + 0.6 * rng.standard_normal((n, n_voxels))  # B, fine-tuned: its noise predictions moved
+    base[:, :signal] = y[:, :signal] + 2.0 * rng.standard_normal((n, signal))
+    changed[:, :signal] = y[:, :signal] + 1.2 * rng.standard_normal((n, signal))  # B better on signal voxels
+    targets, distractors = draw_kvsk(n, 20, 300, np.random.default_rng(0))
+    a, b, nulls = [], [], []
+    for seed in range(4):  # seeds jitter the predictions a little, as initialisations do
+        jitter = np.random.default_rng([5, seed])
+        a.append(kvsk_accuracy(y, base + 0.1 * jitter.standard_normal(base.shape), targets, distractors))
+        b.append(kvsk_accuracy(y, changed + 0.1 * jitter.standard_normal(base.shape), targets, distractors))
+    a, b = np.array(a), np.array(b)
+    responsive = np.arange(n_voxels) < signal
+    plain = voxel_ttest(a, b, q=0.01)["significant"].to_numpy()
+    assert (plain & ~responsive).sum() > (plain & responsive).sum()  # mostly noise voxels
+    null = kvsk_shift_null(y, [base, changed], targets, distractors)
+    screen = predictable_voxels(((a + b) / 2).mean(0, keepdims=True), [null], q=0.01)["predictable"].to_numpy()
+    assert (screen & responsive).sum() >= 35 and (screen & ~responsive).sum() <= 2
+    mapped = voxel_ttest(a, b, q=0.01, tested=screen)["significant"].to_numpy()
+    assert mapped.sum() >= 20 and (mapped & ~responsive).sum() <= 0.05 * mapped.sum()
+
+
+# --- the predictability screen ------------------------------------------------------------------------
+
+def _ar1(rng: np.random.Generator, shape: tuple[int, int], rho: float) -> np.ndarray:
+    x = rng.standard_normal(shape)
+    for t in range(1, shape[0]):
+        x[t] = rho * x[t - 1] + np.sqrt(1 - rho ** 2) * x[t]
+    return x
+
+
+def test_shift_null_rows_are_shifted_accuracies():
+    """Row i: the mean over prediction sets of the accuracy with predictions rolled by min_shift + i."""
+    rng = np.random.default_rng(6)
+    y, p1, p2 = (rng.standard_normal((30, 5)) for _ in range(3))
+    targets, distractors = draw_kvsk(30, 4, 50, np.random.default_rng(1))
+    null = kvsk_shift_null(y, [p1, p2], targets, distractors, min_shift=3)
+    assert null.shape == (30 - 2 * 3 + 1, 5)
+    # by hand for shift 5: p rolled forward 5 examples, example t predicted by p[t - 5]
+    rolled = [np.concatenate([p[-5:], p[:-5]]) for p in (p1, p2)]
+    expected = (kvsk_accuracy(y, rolled[0], targets, distractors) + kvsk_accuracy(y, rolled[1], targets, distractors)) / 2
+    np.testing.assert_array_equal(null[5 - 3], expected)
+    with pytest.raises(ConfigError, match="min_shift"):
+        kvsk_shift_null(y, [p1], targets, distractors, min_shift=15)
+    with pytest.raises(InputError, match="predictions"):
+        kvsk_shift_null(y, [], targets, distractors)
+
+
+def test_shift_null_matches_fresh_unrelated_predictions():
+    """The shifted accuracies spread as accuracies of independent unrelated predictions do (a slow
+    reference: fresh autocorrelated predictions, no shifting), autocorrelation included."""
+    rng = np.random.default_rng(7)
+    n, n_voxels = 100, 300
+    y, p = _ar1(rng, (n, n_voxels), 0.6), _ar1(rng, (n, n_voxels), 0.6)
+    targets, distractors = draw_kvsk(n, 20, 200, np.random.default_rng(2))
+    null = kvsk_shift_null(y, [p], targets, distractors)
+    fresh = np.array([kvsk_accuracy(y, _ar1(np.random.default_rng([8, i]), (n, n_voxels), 0.6), targets, distractors)
+                      for i in range(20)])
+    assert abs(null.mean() - fresh.mean()) < 0.01
+    assert 0.85 < null.std() / fresh.std() < 1.15
+
+
+def test_predictable_voxels_calibrated_under_the_null_and_finds_signal():
+    """Autocorrelated noise, three runs: p-values uniform where nothing is predicted (5 % below .05);
+    planted signal voxels found, with few false discoveries."""
+    rng = np.random.default_rng(9)
+    n_voxels, signal = 1500, 60
+    observed, nulls = [], []
+    for run in range(3):
+        y, p = _ar1(rng, (90, n_voxels), 0.5), _ar1(rng, (90, n_voxels), 0.5)
+        p[:, :signal] = y[:, :signal] + 1.2 * p[:, :signal]
+        targets, distractors = draw_kvsk(90, 20, 300, np.random.default_rng([10, run]))
+        observed.append(kvsk_accuracy(y, p, targets, distractors))
+        nulls.append(kvsk_shift_null(y, [p], targets, distractors))
+    result = predictable_voxels(np.array(observed), nulls, q=0.05)
+    noise_p = result["p"].to_numpy()[signal:]
+    assert 0.03 < (noise_p < 0.05).mean() < 0.07
+    found = result["predictable"].to_numpy()
+    assert found[:signal].mean() > 0.8
+    assert found[signal:].sum() <= 0.1 * found.sum()
+    with pytest.raises(InputError, match="one null per held-out run"):
+        predictable_voxels(np.array(observed), nulls[:2])
+
 
 def test_participant_test_by_hand():
     differences = {"1": 0.01, "2": 0.03, "3": 0.02, "4": 0.04}

@@ -8,6 +8,8 @@ number means *model B is better*. In the seed paper A is the vanilla model and B
     Figure 2: per seed, voxels sorted by the better of the two accuracies; the running mean of ``b - a``.
 ``voxel_ttest``
     Figure 3: per voxel, a related-samples t-test across seeds, Benjamini-Hochberg FDR over voxels.
+``predictable_voxels``
+    Which voxels the models predict above chance (a circular-shift null): the voxels a map should test.
 ``benjamini_hochberg``
     The step-up FDR procedure on any array of p-values.
 ``participant_test``
@@ -120,13 +122,21 @@ def benjamini_hochberg(p: np.ndarray, q: float) -> np.ndarray:
     return significant
 
 
-def voxel_ttest(a: np.ndarray, b: np.ndarray, q: float = 0.01) -> pd.DataFrame:
+def voxel_ttest(a: np.ndarray, b: np.ndarray, q: float = 0.01, tested: np.ndarray | None = None) -> pd.DataFrame:
     """Per voxel, a two-sided related-samples t-test of ``b`` against ``a`` across seeds, with BH FDR.
 
     Seeds pair the two models (seed ``s`` of A with seed ``s`` of B, as ``scipy.stats.ttest_rel``).
     A voxel whose difference ``b - a`` is the same for every seed has zero variance and no defined t
     statistic: it gets ``t = NaN`` and ``p = 1`` (no evidence), and still counts as a tested hypothesis
     in the Benjamini-Hochberg correction, which keeps the correction conservative.
+
+    What the test asks: whether the difference on *this* held-out data is reproducible across
+    initialisations. The held-out responses are the same for every seed, so a voxel that neither model
+    predicts (pure noise) still shows a difference that every seed reproduces whenever the two models'
+    predictions differ, and with enough seeds it is significant. Measured on the simulation: 1,837 of
+    3,666 voxels significant at q = .01 with five seeds, 98 % of them noise voxels. Pass ``tested``
+    (from :func:`predictable_voxels`) to test only the voxels the models predict above chance; the
+    others are then not hypotheses (``p`` and ``t`` NaN, never significant).
 
     Parameters
     ----------
@@ -140,20 +150,81 @@ def voxel_ttest(a: np.ndarray, b: np.ndarray, q: float = 0.01) -> pd.DataFrame:
     DataFrame with one row per voxel and columns
         ``voxel`` (int, column index), ``difference`` (mean over seeds of ``b - a``; positive: B better),
         ``t`` (positive: B better), ``p`` (two-sided), ``significant`` (bool, BH at ``q``).
+    tested : ndarray of bool, shape (n_voxels,), optional
+        The voxels to test (default: all).
     """
     a, b = _pair(a, b)
     if a.shape[0] < 2:
         raise InputError("a", "n_seeds", "at least 2 seeds (initialisations) for a t-test across seeds",
                          f"{a.shape[0]} seed")
+    if tested is None:
+        tested = np.ones(a.shape[1], dtype=bool)
+    tested = np.asarray(tested)
+    if tested.dtype != bool or tested.shape != (a.shape[1],):
+        raise InputError("tested", "shape", f"a boolean mask of {a.shape[1]} voxels",
+                         f"dtype {tested.dtype}, shape {tested.shape}")
     difference = b - a
     constant = np.all(difference == difference[:1], axis=0)
     t = np.full(a.shape[1], np.nan)
-    p = np.ones(a.shape[1])
-    if (~constant).any():
-        result = stats.ttest_rel(b[:, ~constant], a[:, ~constant], axis=0)
-        t[~constant], p[~constant] = result.statistic, result.pvalue
+    p = np.where(tested, 1.0, np.nan)
+    varying = ~constant & tested
+    if varying.any():
+        result = stats.ttest_rel(b[:, varying], a[:, varying], axis=0)
+        t[varying], p[varying] = result.statistic, result.pvalue
     return pd.DataFrame({"voxel": np.arange(a.shape[1]), "difference": difference.mean(axis=0), "t": t, "p": p,
                          "significant": benjamini_hochberg(p, q)})
+
+
+def predictable_voxels(observed: np.ndarray, nulls: list[np.ndarray], q: float = 0.01) -> pd.DataFrame:
+    """Which voxels the models predict above chance, pooled over held-out runs, with BH FDR.
+
+    Per held-out run ``r``, ``observed[r]`` is a voxel's accuracy (the mean over the models and seeds of a
+    comparison) and ``nulls[r]`` the same mean with the predictions circularly shifted in time
+    (:func:`brainalign.scoring.kvsk.kvsk_shift_null`). Under the null (predictions unrelated to the
+    responses) every voxel of a run shares one chance distribution, so its mean ``mu_r`` and variance
+    ``var_r`` are pooled over voxels and shifts, which keeps them stable with few shifts. Runs are
+    independent data, so
+
+        z = sum_r (observed[r] - mu_r) / sqrt(sum_r var_r),
+
+    one-sided (above chance), normal p-values, Benjamini-Hochberg at ``q`` over voxels.
+
+    Why a map needs it: a t-test across seeds (:func:`voxel_ttest`) holds the held-out data fixed, so it
+    also finds the reproducible differences of voxels neither model predicts. Testing only predictable
+    voxels is the usual practice of encoding studies and keeps the map's discoveries among the voxels that
+    carry signal (tested against the simulation's ground truth).
+
+    Parameters
+    ----------
+    observed : ndarray of shape (n_runs, n_voxels)
+        Per held-out run, the mean accuracy of the comparison's models and seeds.
+    nulls : list of n_runs ndarrays of shape (n_shifts_r, n_voxels)
+        Per held-out run, the same mean under circular shifts.
+    q : float
+        False discovery rate over voxels.
+
+    Returns
+    -------
+    DataFrame with one row per voxel: ``voxel``, ``z``, ``p`` and ``predictable`` (bool).
+    """
+    observed = np.asarray(observed, dtype=np.float64)
+    if observed.ndim != 2 or observed.shape[0] < 1 or observed.shape[1] < 1:
+        raise InputError("observed", "shape", "a 2-D array (n_runs, n_voxels)", f"shape {np.shape(observed)}")
+    if len(nulls) != observed.shape[0]:
+        raise InputError("nulls", "length", f"one null per held-out run ({observed.shape[0]})",
+                         f"{len(nulls)} nulls")
+    centred, variance = np.zeros(observed.shape[1]), 0.0
+    for run, null in enumerate(nulls):
+        null = np.asarray(null, dtype=np.float64)
+        if null.ndim != 2 or null.shape[1] != observed.shape[1] or null.shape[0] < 2:
+            raise InputError("nulls", f"run {run}", f"an array (n_shifts >= 2, {observed.shape[1]} voxels)",
+                             f"shape {null.shape}")
+        centred += observed[run] - null.mean()
+        variance += null.var(ddof=1)
+    z = centred / np.sqrt(variance) if variance > 0 else np.zeros_like(centred)
+    p = stats.norm.sf(z)
+    return pd.DataFrame({"voxel": np.arange(observed.shape[1]), "z": z, "p": p,
+                         "predictable": benjamini_hochberg(p, q)})
 
 
 def participant_test(differences: Mapping[str, float]) -> dict[str, float | int | None]:

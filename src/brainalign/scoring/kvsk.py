@@ -209,3 +209,51 @@ def kvsk_accuracy(y_true: np.ndarray, y_pred: np.ndarray, targets: np.ndarray, d
                             ties[v0:v0 + voxel_chunk])
         del a, b  # before the next chunk is converted: at most one chunk's copies at a time
     return (wins + 0.5 * ties) / targets.shape[0]
+
+
+def kvsk_shift_null(y_true: np.ndarray, predictions: list[np.ndarray], targets: np.ndarray,
+                    distractors: np.ndarray, min_shift: int = 10, anchor: str = "target") -> np.ndarray:
+    """Per-voxel k vs k accuracies when the predictions are circularly shifted in time: the chance level.
+
+    Shifting a held-out run's predictions by ``s`` examples (``np.roll`` along time) breaks their relation
+    to the responses while keeping the autocorrelation of both series (haemodynamic smoothing, AR noise),
+    which a shuffle of examples would destroy. Shifts run from ``min_shift`` to ``n_examples - min_shift``;
+    ``min_shift`` should exceed the lag at which the responses' autocorrelation has died out (10 TRs = 20 s
+    covers the haemodynamic response).
+
+    Several prediction sets (two models, several seeds) give the null of their *mean* accuracy: each
+    shift moves all of them together, as the observed mean compares them all with the same responses.
+
+    Parameters
+    ----------
+    y_true : ndarray of shape (n_examples, n_voxels)
+        True responses of one held-out run.
+    predictions : list of ndarray of shape (n_examples, n_voxels)
+        The prediction sets whose mean accuracy is tested.
+    targets, distractors : ndarray of shape (n_draws, k)
+        The draws of the observed accuracies (see :func:`draw_kvsk`).
+    min_shift : int
+        The smallest shift, in examples; at least 1 and less than ``n_examples / 2``.
+    anchor : {"target", "prediction"}
+        Which form of the distances (module docstring).
+
+    Returns
+    -------
+    ndarray of shape (n_shifts, n_voxels), float64
+        Row ``i``: the mean over prediction sets of the accuracy with predictions shifted by
+        ``min_shift + i``.
+    """
+    y_true = np.asarray(y_true)
+    if not predictions:
+        raise InputError("kvsk shift null", "predictions", "at least one prediction set", "none")
+    n_examples = y_true.shape[0] if y_true.ndim == 2 else 0
+    if not (isinstance(min_shift, (int, np.integer)) and 1 <= min_shift and 2 * min_shift < n_examples):
+        raise ConfigError(f"kvsk shift null min_shift: expected an integer in [1, n_examples / 2) "
+                          f"(n_examples {n_examples}), found {min_shift!r}")
+    shifts = range(min_shift, n_examples - min_shift + 1)
+    null = np.zeros((len(shifts), y_true.shape[1]))
+    for i, shift in enumerate(shifts):
+        for prediction in predictions:
+            null[i] += kvsk_accuracy(y_true, np.roll(np.asarray(prediction), shift, axis=0), targets, distractors,
+                                     anchor=anchor)
+    return null / len(predictions)
