@@ -12,7 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from brainalign import figures, tracking  # noqa: E402
-from brainalign.analyses import attention_by_model, changed_examples, compare_pair, seed_matrix, seed_means  # noqa: E402
+from brainalign.analyses import (attention_by_model, changed_examples, chance_screen, compare_pair,  # noqa: E402
+                                 seed_matrix, seed_means)
 from brainalign.atlas import language_region_labels  # noqa: E402
 from brainalign.cli import guarded  # noqa: E402
 from brainalign.errors import ConfigError, InputError  # noqa: E402
@@ -29,7 +30,7 @@ PREPARED, FEATURES, MODELS_ROOT, TABLE = \
     "data/prepared", "data/features", "data/models", "data/scores/scores.parquet"
 FIGURES, REPORT = "reports/figures", "reports/index.html"
 MODELS = ("vanilla", "finetuned", "participant_transfer", "meg_transfer", "joint")
-KEYS = ["map_threshold", "map_vmax", "comparisons", "q", "changed_threshold", "attention", "features"]
+KEYS = ["map_threshold", "map_vmax", "comparisons", "q", "map_screen", "changed_threshold", "attention", "features"]
 
 
 def score_figures(means: pd.DataFrame, out: Path, settings: dict) -> list[Figure]:
@@ -77,7 +78,7 @@ def score_figures(means: pd.DataFrame, out: Path, settings: dict) -> list[Figure
     return shown
 
 
-def comparison_figures(wide: pd.DataFrame, out: Path, settings: dict) -> tuple[list[Figure], pd.DataFrame]:
+def comparison_figures(wide: pd.DataFrame, out: Path, settings: dict, scoring: dict) -> tuple[list[Figure], pd.DataFrame]:
     """Curves, voxel maps and paired tests for every pair ``report.comparisons`` names that was scored."""
     means = seed_means(wide)
     shown, tests = [], []
@@ -86,7 +87,12 @@ def comparison_figures(wide: pd.DataFrame, out: Path, settings: dict) -> tuple[l
             scored = set(means.loc[means["dataset"] == name, "model"])
             if model_a not in scored or model_b not in scored:
                 continue
-            pair = compare_pair(means, name, model_a, model_b, q=settings["q"])
+            def screen(subject, seeds, name=name, models=(model_a, model_b)):
+                return chance_screen(wide, name, models, subject, seeds, MODELS_ROOT, Path(PREPARED) / name, scoring,
+                                     q=settings["q"])
+
+            pair = compare_pair(means, name, model_a, model_b, q=settings["q"],
+                                screen=screen if settings["map_screen"] else None)
             stem = f"{model_b}_vs_{model_a}_{name}"
             section_name = f"{model_b} against {model_a}"
             path = out / f"{stem}_curves.png"
@@ -120,8 +126,11 @@ def comparison_figures(wide: pd.DataFrame, out: Path, settings: dict) -> tuple[l
                                              space.coords, space.affine, space.volume_shape, path,
                                              f"{model_b} − {model_a}, participant {subject}: significant voxels "
                                              f"(q = {settings['q']})", regions=regions)
-                    caption = (f"Related-samples t-test across {len(pair.seeds[subject])} initialisations per voxel, "
-                               f"Benjamini-Hochberg at q = {settings['q']}: "
+                    tested = ("every voxel" if not settings["map_screen"] else
+                              f"the {int(test['p'].notna().sum())} voxels the two models predict above chance "
+                              f"(circular-shift null, BH at q = {settings['q']})")
+                    caption = (f"Related-samples t-test across {len(pair.seeds[subject])} initialisations per voxel on "
+                               f"{tested}, Benjamini-Hochberg at q = {settings['q']}: "
                                f"{int(test['significant'].sum())} significant voxels.")
                 shown.append(Figure(section_name, f"{model_b} − {model_a} on {name}, participant {subject}: voxel map",
                                     path, caption + " Colour saturates at the 95th percentile of |difference|; "
@@ -165,6 +174,8 @@ def main() -> None:
         if not (isinstance(pair, list) and len(pair) == 2 and all(m in MODELS for m in pair)):
             raise ConfigError(f"params.yaml: report.comparisons: expected pairs of models from {list(MODELS)}, "
                               f"found {pair!r}")
+    if not isinstance(settings["map_screen"], bool):
+        raise ConfigError(f"params.yaml: report.map_screen: expected true or false, found {settings['map_screen']!r}")
     scoring = section(params, "score")
     anchor = scoring["anchor"]
     with tracking.stage_run("report", {"report": settings}):
@@ -173,7 +184,7 @@ def main() -> None:
             table = pd.read_parquet(TABLE)
             wide = wide_scores(table, anchor)
             shown = score_figures(voxel_means(table, anchor), tmp, settings)
-            pairs, tests = comparison_figures(wide, tmp, settings)
+            pairs, tests = comparison_figures(wide, tmp, settings, scoring)
             shown += pairs
             shown += model_figures(params, tmp, settings)
             write_json(tmp / "comparison_tests.json", tests.to_dict(orient="records"))

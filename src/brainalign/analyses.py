@@ -2,7 +2,8 @@
 
 - paired model comparisons (paper Figures 2 and 3): per participant, per-voxel accuracies of two models
   for each initialisation they share, their comparison curves, a related-samples t-test per voxel with
-  Benjamini-Hochberg FDR, and a paired test across participants;
+  Benjamini-Hochberg FDR (on the voxels the models predict above chance: :func:`chance_screen`), and a
+  paired test across participants;
 - attention from ``[CLS]`` (Figure 4): the base encoder against each fine-tuned encoder, on the held-out
   windows of the run that encoder never trained on;
 - which examples changed: per example, the percent change of the prediction-to-target distance after
@@ -23,7 +24,11 @@ import numpy as np
 import pandas as pd
 
 from brainalign.errors import InputError
-from brainalign.scoring.comparisons import comparison_curves, participant_test, voxel_ttest
+from brainalign.checkpoints import fold_dir, read_predictions
+from brainalign.prepared import read_prepared
+from brainalign.scoring.comparisons import comparison_curves, participant_test, predictable_voxels, voxel_ttest
+from brainalign.scoring.kvsk import draw_kvsk, kvsk_shift_null
+from brainalign.scoring.table import draw_seed
 
 
 def seed_means(wide: pd.DataFrame) -> pd.DataFrame:
@@ -52,12 +57,50 @@ class PairComparison:
     across_participants: dict
 
 
-def compare_pair(means: pd.DataFrame, dataset: str, model_a: str, model_b: str, q: float = 0.01) -> PairComparison:
+def chance_screen(wide: pd.DataFrame, dataset: str, models: tuple[str, str], subject: str, seeds: list[int],
+                  models_root: str | os.PathLike, prepared_dir: str | os.PathLike, scoring: dict, q: float,
+                  n_shifts: int = 10) -> np.ndarray:
+    """The voxels two models predict above chance, from every held-out run both were scored on.
+
+    Per run: the observed statistic is the accuracy averaged over both models and ``seeds`` (from the
+    score table, so it is the accuracy the t-test compares); its chance distribution comes from
+    ``n_shifts`` circular shifts of the first seed's predictions of both models, drawn with the score
+    stage's draws (``scoring``: its ``k``, ``n_draws``, ``seed``, ``draws`` and ``anchor``). Other seeds
+    are highly correlated with the first, and the variance of a mean is at most the mean of the variances,
+    so the null of one seed bounds that of the seed average from above: the screen errs conservative.
+    Returns a boolean mask over channels (:func:`brainalign.scoring.comparisons.predictable_voxels`).
+    """
+    data = read_prepared(prepared_dir, subject)
+    rows = wide[(wide["dataset"] == dataset) & (wide["subject"] == subject) & wide["model"].isin(models)
+                & wide["seed"].isin(seeds)]
+    observed, nulls = [], []
+    for fold in data.folds:
+        scored = rows[rows["fold"] == fold.index]
+        if scored.groupby("model")["seed"].nunique().reindex(list(models)).fillna(0).min() < len(seeds):
+            continue  # a run one of the models was not scored on with every seed
+        observed.append(scored.groupby("voxel")["accuracy"].mean().sort_index().to_numpy())
+        y_true = data.responses[fold.test]
+        targets, distractors = draw_kvsk(len(fold.test), int(scoring["k"]), int(scoring["n_draws"]),
+                                         np.random.default_rng(draw_seed(scoring["seed"], subject, fold.index)),
+                                         draws=scoring["draws"])
+        predictions = [read_predictions(fold_dir(Path(models_root) / model / dataset, subject, fold.index, seeds[0]),
+                                        *y_true.shape) for model in models]
+        nulls.append(kvsk_shift_null(y_true, predictions, targets, distractors, n_shifts=n_shifts,
+                                     anchor=scoring["anchor"]))
+    if not observed:
+        raise InputError(str(models_root), "predictions", f"held-out runs of participant {subject} scored for "
+                         f"{models[0]} and {models[1]} with seeds {seeds}", "none")
+    return predictable_voxels(np.array(observed), nulls, q)["predictable"].to_numpy()
+
+
+def compare_pair(means: pd.DataFrame, dataset: str, model_a: str, model_b: str, q: float = 0.01,
+                 screen=None) -> PairComparison:
     """Compare ``model_b`` against ``model_a`` for every participant both predict.
 
     Per participant the two models are paired by the initialisations (seeds) both have. The voxel t-test
     needs at least 3 shared seeds (with 2 a t-test has one degree of freedom and FDR finds nothing);
-    with fewer, ``tests[subject]`` is None.
+    with fewer, ``tests[subject]`` is None. ``screen(subject, seeds)``, when given, returns the voxels the
+    t-test tests (:func:`chance_screen`); without it every voxel is tested, as in the seed paper.
     """
     data = means[means["dataset"] == dataset]
     subjects_a = set(data.loc[data["model"] == model_a, "subject"])
@@ -77,7 +120,10 @@ def compare_pair(means: pd.DataFrame, dataset: str, model_a: str, model_b: str, 
         b = seed_matrix(data, dataset, model_b, subject, shared)
         seeds[subject] = shared
         curves[subject] = comparison_curves(a, b)
-        tests[subject] = voxel_ttest(a, b, q=q) if len(shared) >= 3 else None
+        if len(shared) >= 3:
+            tests[subject] = voxel_ttest(a, b, q=q, tested=screen(subject, shared) if screen else None)
+        else:
+            tests[subject] = None
         differences[subject] = float(np.nanmean(b - a))
     return PairComparison(dataset, model_a, model_b, seeds, curves, tests, differences,
                           participant_test(differences) if len(differences) >= 2 else {})

@@ -212,14 +212,16 @@ def kvsk_accuracy(y_true: np.ndarray, y_pred: np.ndarray, targets: np.ndarray, d
 
 
 def kvsk_shift_null(y_true: np.ndarray, predictions: list[np.ndarray], targets: np.ndarray,
-                    distractors: np.ndarray, min_shift: int = 10, anchor: str = "target") -> np.ndarray:
+                    distractors: np.ndarray, min_shift: int = 10, n_shifts: int | None = None,
+                    anchor: str = "target") -> np.ndarray:
     """Per-voxel k vs k accuracies when the predictions are circularly shifted in time: the chance level.
 
     Shifting a held-out run's predictions by ``s`` examples (``np.roll`` along time) breaks their relation
     to the responses while keeping the autocorrelation of both series (haemodynamic smoothing, AR noise),
     which a shuffle of examples would destroy. Shifts run from ``min_shift`` to ``n_examples - min_shift``;
     ``min_shift`` should exceed the lag at which the responses' autocorrelation has died out (10 TRs = 20 s
-    covers the haemodynamic response).
+    covers the haemodynamic response). ``n_shifts`` evenly spaced shifts of that range cost less than all
+    of them; pooled over voxels (:func:`brainalign.scoring.comparisons.predictable_voxels`) ten are plenty.
 
     Several prediction sets (two models, several seeds) give the null of their *mean* accuracy: each
     shift moves all of them together, as the observed mean compares them all with the same responses.
@@ -234,14 +236,16 @@ def kvsk_shift_null(y_true: np.ndarray, predictions: list[np.ndarray], targets: 
         The draws of the observed accuracies (see :func:`draw_kvsk`).
     min_shift : int
         The smallest shift, in examples; at least 1 and less than ``n_examples / 2``.
+    n_shifts : int, optional
+        How many shifts, evenly spaced from ``min_shift`` to ``n_examples - min_shift`` (default: all).
     anchor : {"target", "prediction"}
         Which form of the distances (module docstring).
 
     Returns
     -------
     ndarray of shape (n_shifts, n_voxels), float64
-        Row ``i``: the mean over prediction sets of the accuracy with predictions shifted by
-        ``min_shift + i``.
+        One row per shift (``min_shift + i`` for all shifts): the mean over prediction sets of the
+        accuracy with the predictions shifted.
     """
     y_true = np.asarray(y_true)
     if not predictions:
@@ -250,10 +254,14 @@ def kvsk_shift_null(y_true: np.ndarray, predictions: list[np.ndarray], targets: 
     if not (isinstance(min_shift, (int, np.integer)) and 1 <= min_shift and 2 * min_shift < n_examples):
         raise ConfigError(f"kvsk shift null min_shift: expected an integer in [1, n_examples / 2) "
                           f"(n_examples {n_examples}), found {min_shift!r}")
-    shifts = range(min_shift, n_examples - min_shift + 1)
+    shifts = np.arange(min_shift, n_examples - min_shift + 1)
+    if n_shifts is not None:
+        if not (isinstance(n_shifts, (int, np.integer)) and n_shifts >= 2):
+            raise ConfigError(f"kvsk shift null n_shifts: expected an integer of at least 2, found {n_shifts!r}")
+        shifts = np.unique(np.linspace(shifts[0], shifts[-1], min(n_shifts, len(shifts))).round().astype(int))
     null = np.zeros((len(shifts), y_true.shape[1]))
     for i, shift in enumerate(shifts):
         for prediction in predictions:
-            null[i] += kvsk_accuracy(y_true, np.roll(np.asarray(prediction), shift, axis=0), targets, distractors,
+            null[i] += kvsk_accuracy(y_true, np.roll(np.asarray(prediction), int(shift), axis=0), targets, distractors,
                                      anchor=anchor)
     return null / len(predictions)
