@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def chance_screen(wide: pd.DataFrame, dataset: str, models: tuple[str, str], sub
 
 
 def compare_pair(means: pd.DataFrame, dataset: str, model_a: str, model_b: str, q: float = 0.01,
-                 screen=None) -> PairComparison:
+                 screen: Callable[[str, list[int]], np.ndarray] | None = None) -> PairComparison:
     """Compare ``model_b`` against ``model_a`` for every participant both predict.
 
     Per participant the two models are paired by the initialisations (seeds) both have. The voxel t-test
