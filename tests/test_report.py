@@ -69,3 +69,17 @@ def test_missing_figure_is_a_clear_error(tmp_path):
         write_report(tmp_path / "index.html", title="t", configuration={}, summary=SUMMARY,
                      figures=[Figure("S", "gone", tmp_path / "missing.png")], runs=RUNS)
     assert not (tmp_path / "index.html").exists()
+
+
+@pytest.mark.parametrize("value", ["yes", None])
+def test_report_stage_refuses_a_map_screen_that_is_not_a_boolean(tmp_path, value):
+    """One message naming the parameter, what was expected and what was found; nothing written."""
+    from conftest import REPOSITORY, run_stage
+    from experiments import set_params
+
+    (tmp_path / "params.yaml").write_text((REPOSITORY / "params.yaml").read_text())
+    set_params(tmp_path, {"report.map_screen": value})
+    code, stderr = run_stage(tmp_path, "report")
+    assert code != 0
+    assert "report.map_screen: expected true or false, found" in stderr and repr(value) in stderr
+    assert not (tmp_path / "reports").exists()
