@@ -13,8 +13,8 @@ go_offline(Path.cwd())
 
 from brainalign import tracking  # noqa: E402
 from brainalign.cli import guarded  # noqa: E402
-from brainalign.grid import export, finetuned_tasks, grid_from_params, heldout_summary, resolve  # noqa: E402
-from brainalign.params import load_params  # noqa: E402
+from brainalign.finetuning.grid import export, finetuned_tasks, grid_from_params, heldout_summary, resolve  # noqa: E402
+from brainalign.config.params import load_params  # noqa: E402
 
 
 def main() -> None:

@@ -19,14 +19,14 @@ from brainalign import tracking  # noqa: E402
 from brainalign.cli import guarded  # noqa: E402
 from brainalign.errors import ConfigError  # noqa: E402
 from brainalign.files import atomic_path, write_json  # noqa: E402
-from brainalign.glue.data import glue_task  # noqa: E402
-from brainalign.glue.finetune import POOLINGS, GlueSettings  # noqa: E402
-from brainalign.glue.runs import GlueRun, encoder_choices, execute  # noqa: E402
-from brainalign.glue.sample import NOTICE, SAMPLE_TASKS, write_sample  # noqa: E402
-from brainalign.glue.table import dvc_metrics, long_results, markdown, table1  # noqa: E402
-from brainalign.grid import grid_from_params  # noqa: E402
-from brainalign.params import load_params, section  # noqa: E402
-from brainalign.tasks import torch_device  # noqa: E402
+from brainalign.nlu.glue import glue_task  # noqa: E402
+from brainalign.nlu.finetune import POOLINGS, GlueSettings  # noqa: E402
+from brainalign.nlu.runs import GlueRun, encoder_choices, execute  # noqa: E402
+from brainalign.nlu.sample import NOTICE, SAMPLE_TASKS, write_sample  # noqa: E402
+from brainalign.nlu.table import dvc_metrics, long_results, markdown, table1  # noqa: E402
+from brainalign.finetuning.grid import grid_from_params  # noqa: E402
+from brainalign.config.params import load_params, section  # noqa: E402
+from brainalign.finetuning.tasks import torch_device  # noqa: E402
 
 SAMPLE, RESULTS, TABLES, METRICS = "data/glue/sample", "data/glue/results.parquet", "reports/glue", "metrics/glue.json"
 KEYS = ["data", "tasks", "encoders", "seeds", "max_train", "max_dev", "sample", "learning_rate",

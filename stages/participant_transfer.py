@@ -17,9 +17,9 @@ import mlflow  # noqa: E402
 from brainalign import tracking  # noqa: E402
 from brainalign.cli import guarded  # noqa: E402
 from brainalign.errors import ConfigError  # noqa: E402
-from brainalign.grid import (export, grid_from_params, heldout_summary, most_predictable,  # noqa: E402
+from brainalign.finetuning.grid import (export, grid_from_params, heldout_summary, most_predictable,  # noqa: E402
                              participant_transfer_tasks, resolve)
-from brainalign.params import load_params  # noqa: E402
+from brainalign.config.params import load_params  # noqa: E402
 
 
 def main() -> None:

@@ -13,10 +13,10 @@ import mlflow  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
 from brainalign.cli import guarded, stage_argument  # noqa: E402
-from brainalign.params import dataset, load_params, section  # noqa: E402
-from brainalign.prepared import prepare_recording, write_prepared  # noqa: E402
-from brainalign.recordings import read_dataset  # noqa: E402
-from brainalign.validation import validate_prepared  # noqa: E402
+from brainalign.config.params import dataset, load_params, section  # noqa: E402
+from brainalign.data.prepared import prepare_recording, write_prepared  # noqa: E402
+from brainalign.data.sources import read_dataset  # noqa: E402
+from brainalign.data.validation import validate_prepared  # noqa: E402
 
 
 def main() -> None:

@@ -11,19 +11,20 @@ import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from brainalign import figures, tracking  # noqa: E402
-from brainalign.analyses import (attention_by_model, changed_examples, chance_screen, compare_pair,  # noqa: E402
+from brainalign.report import figures  # noqa: E402
+from brainalign import tracking  # noqa: E402
+from brainalign.report.analyses import (attention_by_model, changed_examples, chance_screen, compare_pair,  # noqa: E402
                                  seed_matrix, seed_means)
-from brainalign.atlas import language_region_labels  # noqa: E402
+from brainalign.data.atlas import language_region_labels  # noqa: E402
 from brainalign.cli import guarded  # noqa: E402
 from brainalign.errors import ConfigError, InputError  # noqa: E402
 from brainalign.files import atomic_path, write_json  # noqa: E402
-from brainalign.params import load_params, section  # noqa: E402
-from brainalign.prepared import read_prepared  # noqa: E402
-from brainalign.recordings.hp_meg import bins_per_sensor  # noqa: E402
-from brainalign.glue.sample import NOTICE as GLUE_NOTICE  # noqa: E402
-from brainalign.report import Figure, write_report  # noqa: E402
-from brainalign.scoring.table import summarise, voxel_means, wide_scores  # noqa: E402
+from brainalign.config.params import load_params, section  # noqa: E402
+from brainalign.data.prepared import read_prepared  # noqa: E402
+from brainalign.data.hp_meg import bins_per_sensor  # noqa: E402
+from brainalign.nlu.sample import NOTICE as GLUE_NOTICE  # noqa: E402
+from brainalign.report.html import Figure, write_report  # noqa: E402
+from brainalign.metrics.table import summarise, voxel_means, wide_scores  # noqa: E402
 
 GLUE_TABLE = "reports/glue/table1.csv"
 PREPARED, FEATURES, MODELS_ROOT, TABLE = \

@@ -14,9 +14,9 @@ from brainalign import tracking  # noqa: E402
 from brainalign.cli import guarded  # noqa: E402
 from brainalign.errors import ConfigError  # noqa: E402
 from brainalign.files import atomic_path, write_json  # noqa: E402
-from brainalign.params import load_params, section  # noqa: E402
-from brainalign.scoring.kvsk import ANCHORS  # noqa: E402
-from brainalign.scoring.table import model_dirs, score_model, summarise  # noqa: E402
+from brainalign.config.params import load_params, section  # noqa: E402
+from brainalign.metrics.kvsk import ANCHORS  # noqa: E402
+from brainalign.metrics.table import model_dirs, score_model, summarise  # noqa: E402
 
 PREPARED, MODELS, TABLE, METRICS = "data/prepared", "data/models", "data/scores/scores.parquet", "metrics"
 

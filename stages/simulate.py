@@ -15,8 +15,8 @@ import mlflow  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
 from brainalign.cli import guarded  # noqa: E402
-from brainalign.params import field_names, load_params, section  # noqa: E402
-from brainalign.recordings.simulated import SimulationConfig, simulate_experiment, write_simulation  # noqa: E402
+from brainalign.config.params import field_names, load_params, section  # noqa: E402
+from brainalign.data.simulated import SimulationConfig, simulate_experiment, write_simulation  # noqa: E402
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Stage vanilla@<dataset>: the frozen encoder with a linear head per participant, held-out run and seed.
 
 The heads read the ``encode`` stage's cached features (the encoder never runs again) and train with the
-seed paper's optimiser and schedule. Tasks, MLflow runs and files as for every model (``brainalign.grid``).
+seed paper's optimiser and schedule. Tasks, MLflow runs and files as for every model (``brainalign.finetuning.grid``).
 """
 
 from pathlib import Path
@@ -12,8 +12,8 @@ go_offline(Path.cwd())
 
 from brainalign import tracking  # noqa: E402
 from brainalign.cli import guarded, stage_argument  # noqa: E402
-from brainalign.grid import export, grid_from_params, heldout_summary, resolve, vanilla_tasks  # noqa: E402
-from brainalign.params import load_params  # noqa: E402
+from brainalign.finetuning.grid import export, grid_from_params, heldout_summary, resolve, vanilla_tasks  # noqa: E402
+from brainalign.config.params import load_params  # noqa: E402
 
 
 def main() -> None:

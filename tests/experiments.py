@@ -23,7 +23,7 @@ def tiny_encoder(directory: Path, hidden: int = 32, layers: int = 2, seed: int =
     import torch
     from transformers import BertConfig, BertModel
 
-    from brainalign.encoders import resolve_encoder
+    from brainalign.features.encoders import resolve_encoder
 
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)

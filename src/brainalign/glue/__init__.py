@@ -1,1 +1,0 @@
-"""The GLUE check (the paper's Table 1): do brain-tuned encoders keep their language skills?"""

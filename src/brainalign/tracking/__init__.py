@@ -1,0 +1,335 @@
+"""MLflow at the edge, and only MLflow: the store, the experiment, and runs tagged with commit, stage and
+input hashes. The library never imports this package; stages do.
+
+May import: the base modules and ``runs``.
+
+The store is ``sqlite:///<main repository>/mlruns/mlflow.db`` with artifacts under ``mlruns/artifacts``.
+"Main repository" matters: ``dvc exp run --temp`` and ``--queue`` run stages in copies under
+``<repository>/.dvc/tmp/exps/``, and a store relative to the working directory would vanish with the copy.
+``BRAINALIGN_TRACKING_URI`` overrides the store (a server, say).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from brainalign.files import md5_file
+
+EXPERIMENT = "brainalign"
+TEMP_WORKSPACES = (".dvc", "tmp", "exps")
+
+
+def workspace_root(start: str | os.PathLike | None = None) -> Path:
+    """The nearest directory at or above ``start`` that holds ``dvc.yaml`` (else ``start``)."""
+    here = Path(start or os.getcwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "dvc.yaml").exists():
+            return candidate
+    return here
+
+
+def main_repository(start: str | os.PathLike | None = None) -> Path:
+    """The repository whose store runs belong in, also from inside a DVC temporary workspace."""
+    root = workspace_root(start)
+    parts = root.parts
+    for i in range(len(parts) - len(TEMP_WORKSPACES) + 1):
+        if parts[i:i + len(TEMP_WORKSPACES)] == TEMP_WORKSPACES:
+            return Path(*parts[:i])
+    return root
+
+
+def store_uri(start: str | os.PathLike | None = None) -> str:
+    """The MLflow tracking URI (``BRAINALIGN_TRACKING_URI`` wins)."""
+    if os.environ.get("BRAINALIGN_TRACKING_URI"):
+        return os.environ["BRAINALIGN_TRACKING_URI"]
+    store = main_repository(start) / "mlruns"
+    store.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def task_store(start: str | os.PathLike | None = None) -> Path:
+    """Where tasks keep their files: ``data/tasks`` of the main repository (``BRAINALIGN_TASK_STORE`` wins).
+
+    Like the MLflow store it lives in the main repository, so an experiment run in a temporary DVC
+    workspace reuses the tasks already finished (a task's key covers everything that determines it).
+    """
+    if os.environ.get("BRAINALIGN_TASK_STORE"):
+        return Path(os.environ["BRAINALIGN_TASK_STORE"])
+    return main_repository(start) / "data" / "tasks"
+
+
+def artifact_root(start: str | os.PathLike | None = None) -> Path:
+    return main_repository(start) / "mlruns" / "artifacts"
+
+
+def git_commit(start: str | os.PathLike | None = None) -> str:
+    """The commit the workspace was checked out from, with ``-dirty`` when tracked files differ."""
+    root = workspace_root(start)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def _tree_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path).as_posix()}:{md5_file(file)}\n".encode())
+    return digest.hexdigest() + ".tree"
+
+
+def input_hashes(stage: str, start: str | os.PathLike | None = None) -> dict[str, str]:
+    """Hashes of the stage's dependencies.
+
+    Outputs of earlier stages take the MD5 that DVC recorded in ``dvc.lock`` (DVC writes each stage's
+    entry as soon as it finishes, so these are current); other dependencies (code, raw data given by
+    path) are hashed here: a file's MD5, or for a directory the MD5 of its sorted ``path:md5`` listing.
+    """
+    root = workspace_root(start)
+    if not (root / "dvc.yaml").exists():
+        return {}  # a stage run by hand outside a pipeline: nothing declares its inputs
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((root / "params.yaml").read_text()) if (root / "params.yaml").exists() else {}
+    name, _, key = stage.partition("@")
+    definition = stages.get(name, {})
+    context = dict(params)
+    if key and "foreach" in definition:
+        # A foreach stage (``validate@fmri``): ${key} is the entry's key, ${item.x} its values.
+        entries = _lookup(params, definition["foreach"].strip()[2:-1])
+        context.update({"key": key, "item": entries.get(key, {})})
+        definition = definition.get("do", {})
+    deps = [d if isinstance(d, str) else next(iter(d)) for d in definition.get("deps", [])]
+    deps = [_interpolate(d, context) for d in deps]
+    recorded: dict[str, str] = {}
+    lock = root / "dvc.lock"
+    if lock.exists():
+        for name, entry in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).items():
+            if name == stage:
+                continue
+            for out in entry.get("outs", []):
+                recorded[os.path.normpath(out["path"])] = out.get("md5") or out.get("hash", "")
+    hashes = {}
+    for dep in deps:
+        key = os.path.normpath(dep)
+        path = (root / dep) if not os.path.isabs(dep) else Path(dep)
+        if key in recorded:
+            hashes[key] = recorded[key]
+        elif path.is_file():
+            hashes[key] = md5_file(path)
+        elif path.is_dir():
+            hashes[key] = _tree_md5(path)
+        else:
+            hashes[key] = "missing"
+    return hashes
+
+
+def _lookup(context: dict, dotted: str) -> Any:
+    value: Any = context
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def _interpolate(text: str, context: dict) -> str:
+    """Resolve ``${a.b}`` from ``context`` (params, plus ``key`` and ``item`` in foreach stages), as
+    dvc.yaml templating does for plain values."""
+    out = text
+    while "${" in out:
+        start = out.index("${")
+        end = out.index("}", start)
+        out = out[:start] + str(_lookup(context, out[start + 2:end])) + out[end + 1:]
+    return out
+
+
+def flatten(params: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists become JSON)."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, (list, tuple)) else value
+    return flat
+
+
+@contextmanager
+def stage_run(stage: str, params: dict, start: str | os.PathLike | None = None) -> Iterator[Any]:
+    """An MLflow parent run for one invocation of ``stage``, tagged and with its params logged.
+
+    The run ends FINISHED, or FAILED if the block raises (the exception propagates). Runs left RUNNING
+    by a process of this host that no longer exists (killed, say with ``kill -9``) are marked FAILED
+    first, so a re-run finds them failed rather than forever running.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(store_uri(start))
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        location = artifact_root(start)
+        location.mkdir(parents=True, exist_ok=True)
+        try:
+            mlflow.create_experiment(EXPERIMENT, artifact_location=location.as_uri())
+        except mlflow.exceptions.MlflowException:
+            pass  # created meanwhile by a concurrent stage
+    mlflow.set_experiment(EXPERIMENT)
+    fail_dead_runs()
+    tags = {"stage": stage, "git_commit": git_commit(start), "workspace": str(workspace_root(start)), **_process_tags()}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
+    tags.update({f"input_md5.{path}": digest for path, digest in input_hashes(stage, start).items()})
+    with mlflow.start_run(run_name=stage, tags=tags) as run:
+        mlflow.log_params({k: v for k, v in flatten(params).items()})
+        yield run
+
+
+@contextmanager
+def child_run(name: str, params: dict | None = None, tags: dict | None = None) -> Iterator[Any]:
+    """A run nested under the active stage run."""
+    import mlflow
+
+    with mlflow.start_run(run_name=name, nested=True, tags={**_process_tags(), **(tags or {})}) as run:
+        if params:
+            mlflow.log_params(flatten(params))
+        yield run
+
+
+def log_history(history: list[dict]) -> None:
+    """Log per-epoch records (``epoch`` plus metrics) as metric series stepped by epoch."""
+    import mlflow
+
+    for record in history:
+        step = int(record["epoch"])
+        mlflow.log_metrics({k: float(v) for k, v in record.items() if k != "epoch"}, step=step)
+
+
+def _process_tags() -> dict[str, str]:
+    return {"host": socket.gethostname(), "pid": str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_dead_runs() -> list[str]:
+    """Mark FAILED the RUNNING runs whose process (on this host) is gone; returns their ids."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return []
+    host = socket.gethostname()
+    dead = []
+    for run in client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'", max_results=10000):
+        tags = run.data.tags
+        if tags.get("host") == host and tags.get("pid", "").isdigit() and not _alive(int(tags["pid"])):
+            client.set_tag(run.info.run_id, "failure", f"process {tags['pid']} died while the run was running; "
+                           f"found by process {os.getpid()} at {time.strftime('%Y-%m-%d %H:%M:%S')}")
+            client.set_terminated(run.info.run_id, status="FAILED")
+            dead.append(run.info.run_id)
+    return dead
+
+
+def stage_runs(stages: list[str], start: str | os.PathLike | None = None) -> list[dict]:
+    """The latest run of each stage (``stage``, ``run_id``, ``status``, ``git_commit``), for the report."""
+    import mlflow
+
+    mlflow.set_tracking_uri(store_uri(start))
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return []
+    client = mlflow.MlflowClient()
+    found = []
+    for stage in stages:
+        runs = client.search_runs([experiment.experiment_id], f"tags.stage = '{stage}'",
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+        for run in runs:
+            found.append({"stage": stage, "run_id": run.info.run_id, "status": run.info.status,
+                          "git_commit": run.data.tags.get("git_commit", "")})
+    return found
+
+
+def _earlier_attempts(task_key: str) -> list:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    return client.search_runs([experiment.experiment_id], f"tags.task_key = '{task_key}'",
+                              order_by=["attributes.start_time DESC"], max_results=100)
+
+
+def run_tasks(tasks: list, store: str | os.PathLike, summarise=None, progress: bool = True) -> list[dict]:
+    """Run a stage's tasks in order, each as an MLflow run nested under the stage's run.
+
+    Each task's run gets its spec as params, per-epoch metrics (loss, loss per head, learning rate,
+    seconds, examples per second) as they come, then wall time and ``summarise(task)``'s metrics (the
+    held-out 20 vs 20 summary). A task whose earlier attempt died is resumed from its checkpoint by
+    :func:`brainalign.finetuning.tasks.run_task`; its new run is tagged ``resumes_run`` with the dead run's id and
+    links to it, and replays the epochs the checkpoint holds so the new run's history is whole. A task
+    already finished in the store is not trained again; its run says ``outcome: reused``.
+
+    Only this process writes to MLflow: tasks report through a callback and their result files.
+    """
+    import mlflow
+
+    from brainalign.finetuning.tasks import is_done, order_tasks, run_task
+
+    results = []
+    ordered = order_tasks(tasks)
+    for number, task in enumerate(ordered, 1):
+        earlier = _earlier_attempts(task.key)
+        failed = [r for r in earlier if r.info.status == "FAILED"]
+        outcome = "reused" if is_done(store, task) else ("resumed" if failed else "trained")
+        tags = {"task_key": task.key, "task": task.label, "model": task.model, "outcome": outcome}
+        if outcome == "resumed":
+            dead = failed[0].info
+            tags["resumes_run"] = dead.run_id
+            tags["mlflow.note.content"] = (f"Resumes the failed run [{dead.run_name}](#/experiments/"
+                                           f"{dead.experiment_id}/runs/{dead.run_id}) from its last checkpoint.")
+        if progress:
+            print(f"task {number}/{len(ordered)}: {task.label} ({outcome})", flush=True)
+        with child_run(task.label, tags=tags) as run:
+            spec = {"model": task.model, "encoder": task.encoder, "heads": task.heads, "heldout_run": task.heldout_run,
+                    "seed": task.seed, "phases": task.phases, **task.optimisation, **task.runtime}
+            mlflow.log_params(flatten(spec))
+            for path, digest in task.inputs.items():
+                mlflow.set_tag(f"input_md5.{path}", digest)
+
+            def on_epoch(record: dict) -> None:
+                # Head names read dataset:subject; MLflow keys cannot hold ':'.
+                metrics = {k.replace(":", "/"): float(v) for k, v in record.items()
+                           if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"}
+                mlflow.log_metrics(metrics, step=int(record["epoch"]))
+
+            started = time.perf_counter()
+            result = run_task(task, store, on_epoch=None if outcome == "reused" else on_epoch, progress=progress)
+            if outcome == "reused":
+                for record in result["history"]:
+                    on_epoch(record)
+            mlflow.log_metrics({"wall_seconds": time.perf_counter() - started,
+                                "task_seconds": result["seconds"], "resumed_at_epoch": result["resumed_at_epoch"],
+                                "examples_per_second": result["examples_per_second"]})
+            if summarise is not None:
+                mlflow.log_metrics(summarise(task))
+            results.append({**result, "run_id": run.info.run_id})
+    return results
