@@ -130,8 +130,8 @@ def run_ours(train: np.ndarray, responses: np.ndarray, head_epochs: int, full_ep
              encoder, device: str) -> tuple[float, dict[str, float]]:
     """Our whole schedule from the encode stage's files: the last epoch's training loss, seconds per phase."""
     from brainalign.finetuning.model import Block, BrainModel, Phase, Runtime, train_model
-    from brainalign.stimuli.tokens import read_tokens
     from brainalign.finetuning.training import Schedule
+    from brainalign.stimuli.tokens import read_tokens
 
     tokens = read_tokens(FEATURES / "tokens.npz")
     windows = np.load(FEATURES / f"{SUBJECT}.windows.npy", allow_pickle=False)

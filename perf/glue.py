@@ -25,7 +25,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +38,8 @@ from brainalign.offline import go_offline  # noqa: E402
 go_offline(ROOT)
 
 from brainalign.features.encoders import load_encoder, resolve_encoder  # noqa: E402
-from brainalign.nlu.glue import read_split  # noqa: E402
 from brainalign.nlu.finetune import GlueSettings, finetune  # noqa: E402
+from brainalign.nlu.glue import read_split  # noqa: E402
 from brainalign.nlu.sample import write_sample  # noqa: E402
 
 
@@ -60,8 +59,14 @@ def ours(split, settings: GlueSettings) -> tuple[float, float]:
 
 
 def trainer(split, settings: GlueSettings, dynamic: bool) -> tuple[float, float]:
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments, default_data_collator)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+    )
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()

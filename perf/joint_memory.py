@@ -34,11 +34,11 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from brainalign.finetuning.model import Block, BrainModel, Phase, Runtime, train_model  # noqa: E402
-from brainalign.features.encoders import load_encoder  # noqa: E402
 from brainalign.data.simulated import story_words  # noqa: E402
-from brainalign.stimuli.tokens import tokenize_windows  # noqa: E402
+from brainalign.features.encoders import load_encoder  # noqa: E402
+from brainalign.finetuning.model import Block, BrainModel, Phase, Runtime, train_model  # noqa: E402
 from brainalign.finetuning.training import Schedule  # noqa: E402
+from brainalign.stimuli.tokens import tokenize_windows  # noqa: E402
 
 GIB = 1024**3
 

@@ -52,9 +52,9 @@ def main() -> None:
     import h5py
     import scipy.io
 
-    from brainalign.data.recording import Recording
     from brainalign.data.hp_fmri import read_hp_fmri, write_hp_fmri
     from brainalign.data.hp_meg import read_hp_meg, write_hp_meg
+    from brainalign.data.recording import Recording
 
     with tempfile.TemporaryDirectory(dir=args.directory) as folder:
         folder = Path(folder)

@@ -17,12 +17,12 @@ import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
-from brainalign.finetuning.model import BrainModel, head_inputs  # noqa: E402
 from brainalign.cli import guarded, stage_argument  # noqa: E402
-from brainalign.features.encoders import load_encoder  # noqa: E402
-from brainalign.files import atomic_path  # noqa: E402
 from brainalign.config.params import load_params, section  # noqa: E402
 from brainalign.data.prepared import prepared_dataset, read_prepared  # noqa: E402
+from brainalign.features.encoders import load_encoder  # noqa: E402
+from brainalign.files import atomic_path  # noqa: E402
+from brainalign.finetuning.model import BrainModel, head_inputs  # noqa: E402
 from brainalign.stimuli.tokens import tokenize_windows  # noqa: E402
 
 KINDS = {"fmri": "cls", "meg": "last_word"}

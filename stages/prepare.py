@@ -14,8 +14,8 @@ import mlflow  # noqa: E402
 from brainalign import tracking  # noqa: E402
 from brainalign.cli import guarded, stage_argument  # noqa: E402
 from brainalign.config.params import dataset, load_params, section  # noqa: E402
+from brainalign.data.datasets import read_dataset  # noqa: E402
 from brainalign.data.prepared import prepare_recording, write_prepared  # noqa: E402
-from brainalign.data.sources import read_dataset  # noqa: E402
 from brainalign.data.validation import validate_prepared  # noqa: E402
 
 

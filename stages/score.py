@@ -12,9 +12,9 @@ import pandas as pd  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
 from brainalign.cli import guarded  # noqa: E402
+from brainalign.config.params import load_params, section  # noqa: E402
 from brainalign.errors import ConfigError  # noqa: E402
 from brainalign.files import atomic_path, write_json  # noqa: E402
-from brainalign.config.params import load_params, section  # noqa: E402
 from brainalign.metrics.kvsk import ANCHORS  # noqa: E402
 from brainalign.metrics.table import model_dirs, score_model, summarise  # noqa: E402
 

@@ -13,10 +13,10 @@ import mlflow  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
 from brainalign.cli import guarded, stage_argument  # noqa: E402
-from brainalign.files import write_json  # noqa: E402
 from brainalign.config.params import dataset, load_params, section  # noqa: E402
-from brainalign.data.sources import read_dataset  # noqa: E402
+from brainalign.data.datasets import read_dataset  # noqa: E402
 from brainalign.data.validation import validate_recordings  # noqa: E402
+from brainalign.files import write_json  # noqa: E402
 
 
 def main() -> None:

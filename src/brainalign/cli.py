@@ -49,6 +49,7 @@ def stage_argument(stage: str) -> str:
     return sys.argv[1]
 
 
+# The commands import what they need when they run: `brainalign where` should not pay for torch.
 def _where(args: argparse.Namespace) -> None:
     from brainalign.tracking import store_uri
 
@@ -69,7 +70,7 @@ def _ui(args: argparse.Namespace) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> None:
-    from brainalign.data.sources import read_dataset
+    from brainalign.data.datasets import read_dataset
     from brainalign.data.hp_fmri import read_hp_fmri
 
     path = args.path
@@ -85,7 +86,7 @@ def _inspect(args: argparse.Namespace) -> None:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    from brainalign.data.sources import read_dataset
+    from brainalign.data.datasets import read_dataset
     from brainalign.data.validation import validate_recordings
 
     tr = None if args.source == "hp_meg" else args.tr
@@ -106,11 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ui.set_defaults(func=_ui)
     inspect = commands.add_parser("inspect", help="summarise recordings (a subject_N.mat, a directory, an .npz)")
     inspect.add_argument("path")
-    inspect.add_argument("--source", default="hp_fmri", choices=["hp_fmri", "hp_meg", "own"])
+    inspect.add_argument("--source", default="hp_fmri", help="a dataset source (hp_fmri, hp_meg, own, ...)")
     inspect.set_defaults(func=_inspect)
     validate = commands.add_parser("validate", help="validate recordings")
     validate.add_argument("path")
-    validate.add_argument("--source", default="hp_fmri", choices=["hp_fmri", "hp_meg", "own"])
+    validate.add_argument("--source", default="hp_fmri", help="a dataset source (hp_fmri, hp_meg, own, ...)")
     validate.add_argument("--runs", type=int, nargs="+", default=[1, 2, 3, 4])
     validate.add_argument("--tr", type=float, default=2.0)
     validate.set_defaults(func=_validate)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from brainalign.errors import ConfigError
-from brainalign.finetuning.grid import PRESETS, SECTION_KEYS, resolve
+from brainalign.finetuning.grid import MODELS_PRESETS
+from brainalign.finetuning.recipes import RECIPES, resolve
 from brainalign.config.params import field_names, load_params, section
 from brainalign.data.simulated import SimulationConfig
 
@@ -32,7 +33,7 @@ def test_the_projects_params_match_what_the_stages_read():
 
     params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
     section(params, "simulate", field_names(SimulationConfig))
-    for name in ("models", *SECTION_KEYS):
+    for name in ("models", *RECIPES.names()):
         resolve(params, name)  # exactly the keys the model stages read, each null filled by the preset
     assert SimulationConfig(**params["simulate"]).snr == params["simulate"]["snr"]
 
@@ -51,7 +52,8 @@ def test_model_presets_fill_null_keys_and_explicit_values_win():
                                                           "full_epochs")] == [10, 20, 10, 20]
     params["finetuned"]["full_epochs"] = 3
     assert resolve(params, "finetuned")["full_epochs"] == 3
-    assert set(PRESETS) == {"default", "paper"}
+    assert set(MODELS_PRESETS) == {"default", "paper"}
+    assert all(set(RECIPES.get(n).presets) == {"default", "paper"} for n in RECIPES.names())
 
 
 def test_model_params_errors_name_the_key():

@@ -19,7 +19,7 @@ from scipy.io.matlab import matfile_version
 from scipy.signal import detrend
 
 from brainalign.errors import ConfigError, InputError
-from brainalign.data.sources import read_dataset
+from brainalign.data.datasets import read_dataset
 from brainalign.data.recording import Recording
 from brainalign.data.hp_fmri import read_hp_fmri, write_hp_fmri
 from brainalign.data.hp_meg import bins_per_sensor, read_hp_meg, write_hp_meg

@@ -22,7 +22,8 @@ from brainalign.finetuning.model import (Block, BrainModel, Phase, Runtime, head
 from brainalign.features.encoders import load_encoder
 from brainalign.errors import InputError
 from brainalign.stimuli.lexicon import log_probability, word_length
-from brainalign.finetuning.tasks import Task, order_tasks
+from brainalign.finetuning.tasks import Task
+from brainalign.runs.executors import order_tasks
 from brainalign.stimuli.tokens import length_batches, read_tokens, tokenize_windows
 from brainalign.finetuning.training import Schedule
 

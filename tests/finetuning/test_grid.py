@@ -14,10 +14,13 @@ import torch
 from conftest import run_stage
 from safetensors.torch import load_file
 
-from brainalign.finetuning.grid import Grid, grid_from_params, joint_tasks, meg_transfer_tasks, most_predictable, resolve
+from brainalign.finetuning.grid import Grid, grid_from_params
+from brainalign.finetuning.recipes import RECIPES, resolve
+from brainalign.finetuning.recipes.participant_transfer import most_predictable
+from brainalign.runs.store import TaskStore
 from brainalign.config.params import load_params
 from brainalign.data.prepared import read_prepared
-from brainalign.finetuning.tasks import _blocks, _heads, build_model, read_result, task_dir
+from brainalign.finetuning.tasks import _blocks, _heads, build_model
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +32,11 @@ def ran(small_experiment, tmp_path_factory) -> dict:
     try:
         for stage in ("vanilla", "meg_transfer", "joint", "participant_transfer"):
             args = ("fmri",) if stage == "vanilla" else ()
-            code, stderr = run_stage(root, stage, *args)
+            code, stderr = run_stage(root, "train", stage, *args)
             assert code == 0, f"{stage}: {stderr}"
     finally:
         os.environ.pop("BRAINALIGN_TASK_STORE", None)
-    return {"root": root, "store": store}
+    return {"root": root, "store": TaskStore(store)}
 
 
 def _grid(root: Path) -> Grid:
@@ -48,19 +51,19 @@ def test_meg_transfer_fmri_models_start_from_the_meg_encoder(ran):
     root, store = ran["root"], ran["store"]
     grid = _grid(root)
     settings = resolve(load_params(root / "params.yaml"), "meg_transfer")
-    tasks = meg_transfer_tasks(grid, settings)
+    tasks = RECIPES.get("meg_transfer").plan(grid, settings, None).tasks
     meg = [t for t in tasks if t.source is None]
     fmri = [t for t in tasks if t.source is not None]
     assert len(meg) == 1 and len(fmri) == 2 and all(t.source == meg[0].id for t in fmri)
     assert {h["dataset"] for h in meg[0].heads} == {"meg"} and len(meg[0].heads) == 2
-    meg_weights = load_file(task_dir(store, meg[0]) / "weights.safetensors")
+    meg_weights = load_file(store.directory(meg[0]) / "weights.safetensors")
     base = build_model(meg[0], _heads(meg[0], grid.prepared_root, grid.features_root), store)[0]
     model, is_base = build_model(fmri[0], _heads(fmri[0], grid.prepared_root, grid.features_root), store)
     assert not is_base
     for name, value in model.encoder.state_dict().items():
         assert torch.equal(value, meg_weights[f"encoder.{name}"]), name
     assert any(not torch.equal(v, base.encoder.state_dict()[k]) for k, v in model.encoder.state_dict().items())
-    final = load_file(task_dir(store, fmri[0]) / "weights.safetensors")
+    final = load_file(store.directory(fmri[0]) / "weights.safetensors")
     assert any(not torch.equal(final[f"encoder.{k}"], v) for k, v in model.encoder.state_dict().items())
 
 
@@ -69,7 +72,7 @@ def test_joint_blocks_align_every_participant(ran):
     the (run, window) of the example, NaN where a participant has no such example; its MEG block likewise."""
     root = ran["root"]
     grid = _grid(root)
-    task = joint_tasks(grid, resolve(load_params(root / "params.yaml"), "joint"))[0]
+    task = RECIPES.get("joint").plan(grid, resolve(load_params(root / "params.yaml"), "joint"), None).tasks[0]
     heads = _heads(task, grid.prepared_root, grid.features_root)
     from brainalign.stimuli.tokens import read_tokens
 
@@ -127,7 +130,7 @@ def test_joint_logs_a_loss_per_head_weighted_by_examples(ran):
     """Truth: the seed code's weights by hand from the example counts: w_k = (1/n_k) / sum_j (1/n_j)."""
     root, store = ran["root"], ran["store"]
     grid = _grid(root)
-    task = joint_tasks(grid, resolve(load_params(root / "params.yaml"), "joint"))[0]
+    task = RECIPES.get("joint").plan(grid, resolve(load_params(root / "params.yaml"), "joint"), None).tasks[0]
     counts = {}
     for head in task.heads:
         data = read_prepared(grid.prepared_root / head["dataset"], head["subject"])
@@ -141,7 +144,7 @@ def test_joint_logs_a_loss_per_head_weighted_by_examples(ran):
     total = sum(1 / n for n in counts.values())
     for name, n in counts.items():
         assert weights[name] == pytest.approx((1 / n) / total)
-    history = read_result(store, task)["history"]
+    history = store.read_result(task)["history"]
     for record in history:
         per_head = [record[f"loss.{name}"] for name in counts]
         assert all(np.isfinite(per_head))

@@ -32,7 +32,8 @@ from conftest import REPOSITORY
 from experiments import make_experiment
 
 from brainalign.report.analyses import chance_screen, compare_pair, seed_matrix, seed_means
-from brainalign.finetuning.grid import Grid, export, grid_from_params, most_predictable
+from brainalign.finetuning.grid import Grid, export, grid_from_params
+from brainalign.finetuning.recipes.participant_transfer import most_predictable
 from brainalign.config.params import load_params, section
 from brainalign.data.prepared import read_prepared
 from brainalign.data.simulated import read_truth
@@ -238,15 +239,13 @@ def test_fdr_map_finds_responsive_voxels_only(need_map):
 def test_report_stage_draws_the_screened_map(need_map, tmp_path, monkeypatch):
     """The report stage's own comparison code on the same models: its map is the screened test above,
     and its caption says how many voxels were tested and found."""
-    import runpy
+    from brainalign.report.pages import comparison_figures
 
     pair, _, _, _, wide, layout = need_map
-    report = runpy.run_path(str(REPOSITORY / "stages" / "report.py"), run_name="report_functions")
     params = load_params(REPOSITORY / "params.yaml")
     settings = {**section(params, "report"), "comparisons": [["vanilla", "finetuned"]], "q": 0.01}
     monkeypatch.chdir(layout)
-    shown, _ = report["comparison_figures"](wide, tmp_path, settings, section(load_params(layout.parent / "params.yaml"),
-                                                                                 "score"))
+    shown, _ = comparison_figures(wide, tmp_path, settings, section(load_params(layout.parent / "params.yaml"), "score"))
     (vanilla_map,) = [f for f in shown if f.title.endswith("participant 1: voxel map")]
     test = pair.tests["1"]
     assert (f"on the {int(test['p'].notna().sum())} voxels the two models predict above chance"

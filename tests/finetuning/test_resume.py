@@ -66,11 +66,11 @@ def test_killed_stage_resumes_to_identical_weights(experiment, tmp_path):
     os.environ["BRAINALIGN_TRACKING_URI"] = f"sqlite:///{db}"
     try:
         os.environ["BRAINALIGN_TASK_STORE"] = str(tmp_path / "store-a")
-        code, stderr = run_stage(root, "finetuned")
+        code, stderr = run_stage(root, "train", "finetuned")
         assert code == 0, stderr
 
         os.environ["BRAINALIGN_TASK_STORE"] = str(tmp_path / "store-b")
-        process = subprocess.Popen([sys.executable, str(REPOSITORY / "stages" / "finetuned.py")], cwd=root,
+        process = subprocess.Popen([sys.executable, str(REPOSITORY / "stages" / "train.py"), "finetuned"], cwd=root,
                                    env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 300
         # Kill once the first task is a few epochs into its full phase (2 head epochs come first).
@@ -82,7 +82,7 @@ def test_killed_stage_resumes_to_identical_weights(experiment, tmp_path):
         killed_at = _checkpoint_epochs(tmp_path / "store-b")
         assert 5 <= killed_at < 2 + FULL_EPOCHS
 
-        code, stderr = run_stage(root, "finetuned")
+        code, stderr = run_stage(root, "train", "finetuned")
         assert code == 0, stderr
     finally:
         os.environ.pop("BRAINALIGN_TASK_STORE", None)
@@ -132,7 +132,7 @@ def test_killed_stage_resumes_to_identical_weights(experiment, tmp_path):
         assert steps == list(range(1, 2 + FULL_EPOCHS + 1))
         # The stage run the kill interrupted is FAILED too.
         stages = con.execute("select r.status from runs r join tags t on t.run_uuid = r.run_uuid "
-                             "where t.key = 'stage' and t.value = 'finetuned' order by r.start_time").fetchall()
+                             "where t.key = 'stage' and t.value = 'train@finetuned' order by r.start_time").fetchall()
         assert [s for (s,) in stages] == ["FINISHED", "FAILED", "FINISHED"]
 
 
@@ -144,16 +144,16 @@ def test_finished_task_is_reused_and_changed_input_is_not(experiment, tmp_path):
     original = (root / "params.yaml").read_text()
     try:
         set_params(root, {"finetuned.full_epochs": 1})
-        assert run_stage(root, "finetuned")[0] == 0
+        assert run_stage(root, "train", "finetuned")[0] == 0
         first = sorted(p.parent.name for p in (tmp_path / "store").glob("finetuned/*/result.json"))
         stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "store").glob("finetuned/*/weights.safetensors")}
-        assert run_stage(root, "finetuned")[0] == 0
+        assert run_stage(root, "train", "finetuned")[0] == 0
         assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing retrained
         with sqlite3.connect(tmp_path / "mlflow.db") as con:
             outcomes = [v for (v,) in con.execute("select value from tags where key = 'outcome'")]
         assert sorted(outcomes) == ["reused", "reused", "trained", "trained"]
         set_params(root, {"models.learning_rate": 1e-4})
-        assert run_stage(root, "finetuned")[0] == 0
+        assert run_stage(root, "train", "finetuned")[0] == 0
         second = sorted(p.parent.name for p in (tmp_path / "store").glob("finetuned/*/result.json"))
         assert len(second) == 4 and set(first) < set(second)
     finally:

@@ -15,15 +15,17 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import scipy.io
 
+from brainalign.data.matfile import load_mat, write_mat73
+from brainalign.data.recording import Recording
+from brainalign.data.sources import SOURCES, require_directory, wanted_files
 from brainalign.errors import InputError
 from brainalign.files import atomic_path
-from brainalign.data.recording import Recording
-from brainalign.data.matfile import load_mat, write_mat73
 
 log = logging.getLogger(__name__)
 
@@ -235,3 +237,11 @@ def write_hp_fmri(recording: Recording, path: str | os.PathLike, region_of_voxel
         # (and so DVC's hash) a function of its content alone.
         with open(tmp, "r+b") as handle:
             handle.write(HEADER_TEXT)
+
+
+@SOURCES.register("hp_fmri")
+def read_hp_fmri_dataset(path: Path, participants: Sequence[str] | str | None = None) -> list[Recording]:
+    """The ``subject_N.mat`` files of a release directory (only the participants asked for)."""
+    require_directory(path, "a directory of hp_fmri recordings")
+    files = wanted_files(subject_files(path), participants, lambda f: f.stem.split("_", 1)[1])
+    return [read_hp_fmri(f) for f in files]

@@ -15,13 +15,15 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from brainalign.data.recording import Recording
+from brainalign.data.sources import SOURCES, require_file
 from brainalign.errors import InputError
 from brainalign.files import atomic_path
-from brainalign.data.recording import Recording
 
 N_SENSORS = 306
 ARRAYS = ("stimuli", "blocks", "subjects", "data")
@@ -141,3 +143,10 @@ def write_hp_meg(recordings: list[Recording], path: str | os.PathLike) -> None:
 def bins_per_sensor(channel_names: list[str]) -> int:
     """Time bins per sensor, from the MEG loader's channel names (``sensorSSS@B``, sensor-major)."""
     return sum(1 for name in channel_names if name.startswith(channel_names[0].split("@")[0] + "@"))
+
+
+@SOURCES.register("hp_meg")
+def read_hp_meg_dataset(path: Path, participants: Sequence[str] | str | None = None) -> list[Recording]:
+    """Every participant of a Harry Potter MEG ``.npz`` (one file holds them all)."""
+    require_file(path, "a Harry Potter MEG .npz file")
+    return read_hp_meg(path)

@@ -21,13 +21,15 @@ import csv
 import os
 import re
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from brainalign.data.recording import Recording
+from brainalign.data.sources import SOURCES, require_directory, wanted_files
 from brainalign.errors import InputError
 from brainalign.files import atomic_path
-from brainalign.data.recording import Recording
 
 RESPONSE_FORMS = ("responses.npy", "responses.tsv", "responses.nii.gz", "responses.nii")
 TR_COLUMNS = ("onset", "run")
@@ -202,3 +204,10 @@ def write_own(recording: Recording, directory: str | os.PathLike, form: str = "a
             nibabel.save(nibabel.Nifti1Image(mask, recording.affine), tmp / "mask.nii.gz")
         else:
             raise ValueError(f"form: expected auto, npy, tsv or nifti, found {form!r}")
+
+
+@SOURCES.register("own")
+def read_own_dataset(path: Path, participants: Sequence[str] | str | None = None) -> list[Recording]:
+    """One participant per directory of ``path`` (only the participants asked for)."""
+    require_directory(path, "a directory of own recordings")
+    return [read_own(d) for d in wanted_files(participant_dirs(path), participants, lambda d: d.name)]

@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from brainalign.errors import InputError
-from brainalign.files import atomic_path
 from brainalign.data.folds import Fold, detrend_zscore, leave_one_run_out, trim_mask
 from brainalign.data.recording import Recording
+from brainalign.errors import InputError
+from brainalign.files import atomic_path
+from brainalign.stimuli.lexicon import is_content_word
 from brainalign.stimuli.windows import MIN_LEAD, SPAN, tr_windows
 
 
@@ -78,8 +79,6 @@ def prepare_recording(recording: Recording, drop_start: int = 20, drop_end: int 
 
 
 def _prepare_meg(recording: Recording, span: float) -> PreparedSubject:
-    from brainalign.stimuli.lexicon import is_content_word
-
     words = recording.story_words()
     if len(words) != recording.responses.shape[0]:
         raise InputError(recording.source, "words", f"{recording.responses.shape[0]} words (one per row)",

@@ -32,16 +32,18 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.stats import gamma
 
 from brainalign.data.atlas import LANGUAGE_REGIONS, language_region_labels
+from brainalign.data.hp_fmri import write_hp_fmri
+from brainalign.data.recording import FIXATION, Recording
+from brainalign.data.sources import SOURCES
 from brainalign.errors import ConfigError
 from brainalign.files import atomic_path, write_json
-from brainalign.data.recording import FIXATION, Recording
-from brainalign.data.hp_fmri import write_hp_fmri
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +221,8 @@ def hidden_features(config: SimulationConfig, encoder, words: list[str], rng: np
 def window_features(config: SimulationConfig, encoder, words: pd.DataFrame, tr_times: np.ndarray,
                     tr_runs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The ``[CLS]``-linear part: a random projection of each TR's window ``[CLS]`` (0 without words)."""
-    from brainalign.features.encoders import cls_features
     from brainalign.data.recording import assign_runs
+    from brainalign.features.encoders import cls_features
     from brainalign.stimuli.windows import tr_windows
 
     story = words.assign(run=assign_runs(words["onset"].to_numpy(), tr_times, tr_runs))
@@ -442,3 +444,10 @@ def read_truth(truth_dir: str | os.PathLike, subject: str, modality: str = "fmri
     """
     with np.load(Path(truth_dir) / modality / f"subject_{subject}.npz", allow_pickle=False) as archive:
         return {key: archive[key] for key in archive.files}
+
+
+@SOURCES.register("simulated")
+def read_simulated_dataset(path: Path, participants: Sequence[str] | str | None = None) -> list[Recording]:
+    """What :func:`write_simulation` wrote: the fMRI directory or the MEG ``.npz``, in the releases' formats."""
+    loader = SOURCES.get("hp_meg" if path.suffix == ".npz" else "hp_fmri")
+    return loader(path, participants)

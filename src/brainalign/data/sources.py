@@ -1,10 +1,12 @@
-"""Recordings: the :class:`Recording` type and one loader per source.
+"""Dataset sources: how ``datasets.<name>.source`` in params.yaml names a loader.
 
-Sources (``datasets.<name>.source`` in params.yaml):
+Each format module registers its loader with ``@SOURCES.register(name)``: a function ``(path,
+participants) -> list[Recording]``; :func:`brainalign.data.datasets.read_dataset` reads a dataset
+through it. Sources today:
 
 ``simulated``
     What the ``simulate`` stage wrote, in the real release formats: a directory of ``subject_N.mat``
-    (fMRI) or a Harry Potter MEG ``.npz``.
+    (fMRI) or a Harry Potter MEG ``.npz`` (:mod:`brainalign.data.simulated`).
 ``hp_fmri``
     The Harry Potter fMRI release: a directory of ``subject_N.mat`` (MATLAB v5 or v7.3).
 ``hp_meg``
@@ -15,73 +17,32 @@ Sources (``datasets.<name>.source`` in params.yaml):
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
-from brainalign.errors import ConfigError, InputError
-from brainalign.data.recording import FIXATION, Recording, assign_runs
-from brainalign.data.hp_fmri import read_hp_fmri, subject_files, write_hp_fmri
-from brainalign.data.hp_meg import read_hp_meg, write_hp_meg
-from brainalign.data.own import participant_dirs, read_own, write_own
+from brainalign.data.recording import Recording
+from brainalign.errors import InputError
+from brainalign.registry import Registry
 
-SOURCES = ("simulated", "hp_fmri", "hp_meg", "own")
-
-
-def read_dataset(source: str, path: str | os.PathLike, participants: Sequence[str] | str | None = None
-                 ) -> list[Recording]:
-    """The participants of a dataset, by source.
-
-    Parameters
-    ----------
-    source : {"simulated", "hp_fmri", "hp_meg", "own"}
-    path : path
-        A directory (``hp_fmri``, ``own``, simulated fMRI) or an ``.npz`` file (``hp_meg``, simulated MEG).
-    participants : list of str or "all", optional
-        The participant ids to read, in this order; all of them by default.
-    """
-    path = Path(path)
-    if source not in SOURCES:
-        raise ConfigError(f"dataset source: expected one of {SOURCES}, found {source!r}")
-    if source == "simulated":
-        source = "hp_meg" if path.suffix == ".npz" else "hp_fmri"
-    if source in ("hp_fmri", "own") and not path.is_dir():
-        raise InputError(path, "path", f"a directory of {source} recordings", "no such directory"
-                         if not path.exists() else "a file")
-    if source == "hp_meg" and not path.is_file():
-        raise InputError(path, "path", "a Harry Potter MEG .npz file", "no such file" if not path.exists()
-                         else "a directory")
-    if source == "hp_meg":
-        recordings = read_hp_meg(path)
-    else:
-        files = subject_files(path) if source == "hp_fmri" else participant_dirs(path)
-        if participants not in (None, "all"):
-            # Read only the participants asked for: a release's files are large.
-            wanted = {str(p) for p in participants}
-            files = [f for f in files if _subject_of(f, source) in wanted] or files
-        reader = read_hp_fmri if source == "hp_fmri" else read_own
-        recordings = [reader(f) for f in files]
-    return select_participants(recordings, participants, path)
+Loader = Callable[[Path, "Sequence[str] | str | None"], list[Recording]]
+SOURCES: Registry[Loader] = Registry("dataset source", "datasets.<name>.source")
 
 
-def _subject_of(file: Path, source: str) -> str:
-    return file.stem.split("_", 1)[1] if source == "hp_fmri" else file.name
+def require_directory(path: Path, what: str) -> None:
+    if not path.is_dir():
+        raise InputError(path, "path", what, "no such directory" if not path.exists() else "a file")
 
 
-def select_participants(recordings: list[Recording], participants: Sequence[str] | str | None,
-                        path: str | os.PathLike) -> list[Recording]:
-    """``recordings`` restricted to ``participants`` (in that order); every id asked for must exist."""
-    if participants in (None, "all"):
-        return recordings
-    if isinstance(participants, str):
-        raise ConfigError(f"participants of {path}: expected 'all' or a list of ids, found {participants!r}")
-    by_id = {r.subject: r for r in recordings}
-    unknown = [str(p) for p in participants if str(p) not in by_id]
-    if unknown:
-        raise ConfigError(f"participants of {path}: expected ids among {sorted(by_id)}, found unknown {unknown}")
-    return [by_id[str(p)] for p in participants]
+def require_file(path: Path, what: str) -> None:
+    if not path.is_file():
+        raise InputError(path, "path", what, "no such file" if not path.exists() else "a directory")
 
 
-__all__ = ["FIXATION", "SOURCES", "Recording", "assign_runs", "participant_dirs", "read_dataset", "read_hp_fmri",
-           "read_hp_meg", "read_own", "select_participants", "subject_files", "write_hp_fmri", "write_hp_meg",
-           "write_own"]
+def wanted_files(files: list[Path], participants: Sequence[str] | str | None, subject_of: Callable[[Path], str]
+                 ) -> list[Path]:
+    """Only the participants asked for (a release's files are large); all when none match, so that
+    :func:`brainalign.data.datasets.select_participants` names the unknown ids."""
+    if participants in (None, "all") or isinstance(participants, str):
+        return files
+    wanted = {str(p) for p in participants}
+    return [f for f in files if subject_of(f) in wanted] or files

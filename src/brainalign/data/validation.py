@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from brainalign.errors import ValidationFailed
 from brainalign.data.recording import Recording, assign_runs
+from brainalign.errors import ValidationFailed
 
 if TYPE_CHECKING:
     from brainalign.data.prepared import PreparedSubject

@@ -18,6 +18,8 @@ import torch
 from tqdm.auto import tqdm
 
 from brainalign.errors import ConfigError
+from brainalign.finetuning.model import BrainModel, Runtime, head_inputs
+from brainalign.stimuli.tokens import tokenize_windows
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,11 @@ def load_encoder(name: str = "minilm", untrained: bool = False, seed: int = 0,
     return Encoder(name=name, tokenizer=tokenizer, model=model)
 
 
+def load_encoder_spec(spec: dict) -> Encoder:
+    """The encoder a task or run names: ``{"name", "untrained", "seed"}``."""
+    return load_encoder(spec["name"], untrained=bool(spec.get("untrained", False)), seed=int(spec.get("seed", 0)))
+
+
 def cls_features(encoder: Encoder, texts: list[str], batch_size: int = 64, max_length: int = 128,
                  progress: bool = True) -> np.ndarray:
     """The ``[CLS]`` output embedding of each text (the fMRI head's input): (n_texts, width) float32.
@@ -132,9 +139,6 @@ def last_word_features(encoder: Encoder, texts: list[str], batch_size: int = 64,
 
 def _head_inputs(encoder: Encoder, texts: list[str], kind: str, batch_size: int, max_length: int,
                  progress: bool) -> np.ndarray:
-    from brainalign.finetuning.model import BrainModel, Runtime, head_inputs
-    from brainalign.stimuli.tokens import tokenize_windows
-
     width = encoder.width + (2 if kind == "last_word" else 0)
     if not texts:
         return np.zeros((0, width), dtype=np.float32)

@@ -51,3 +51,14 @@ def read_weights(directory: str | os.PathLike) -> dict:
 
     card = read_card(directory)
     return load_file(Path(directory) / card["weights"])
+
+
+def model_cards(model_dir: str | os.PathLike) -> list[dict]:
+    """The cards of a model's exported checkpoints (``data/models/<model>/checkpoints/*.json``)."""
+    folder = Path(model_dir) / "checkpoints"
+    cards = []
+    for path in sorted(folder.glob("*.json")):
+        card = json.loads(path.read_text())
+        card["path"] = str(path)
+        cards.append(card)
+    return cards

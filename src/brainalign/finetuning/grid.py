@@ -1,6 +1,8 @@
-"""The seed paper's five models as grids of tasks, their presets, and their files for ``score``.
+"""What every model's grid shares: the ``models`` settings, the :class:`Grid` tasks are built on, the
+held-out summary logged per task, and the export of finished tasks into the files ``score`` reads.
 
-Reference section 3, model by model (epochs as ``head`` + ``full`` phases):
+The models themselves are recipes (:mod:`brainalign.finetuning.recipes`, one module each; reference
+section 3, epochs as ``head`` + ``full`` phases):
 
 ============================  =========================================================================
 vanilla                       per participant: heads only (the encoder frozen)
@@ -31,78 +33,45 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from brainalign.config.params import section
+from brainalign.data.prepared import prepared_dataset, prepared_subjects, read_prepared
 from brainalign.errors import ConfigError
 from brainalign.files import atomic_path
-from brainalign.data.prepared import prepared_dataset, prepared_subjects, read_prepared
-from brainalign.finetuning.tasks import Task, task_dir, with_inputs
+from brainalign.finetuning.tasks import Task, read_task_predictions, torch_device, with_inputs
+from brainalign.metrics.kvsk import draw_kvsk, kvsk_accuracy
+from brainalign.runs.store import TaskStore
 
-MODELS = ("vanilla", "finetuned", "participant_transfer", "meg_transfer", "joint")
-
-# Values the null keys of params.yaml take. ``default`` fits `make run` on 2 CPU cores; ``paper`` is
-# the reference's schedule (run it with the paper simulation and a BERT-base-sized encoder: README).
-PRESETS: dict[str, dict[str, dict]] = {
-    "default": {
-        "models": {"seeds": [0]},
-        "vanilla": {"epochs": 10},
-        "finetuned": {"head_epochs": 10, "full_epochs": 1},
-        "participant_transfer": {"source_head_epochs": 2, "source_full_epochs": 1, "head_epochs": 10},
-        "meg_transfer": {"meg_head_epochs": 10, "meg_full_epochs": 1, "head_epochs": 10, "full_epochs": 1},
-        "joint": {"head_epochs": 10, "full_epochs": 1},
-    },
-    "paper": {
-        "models": {"seeds": list(range(10))},
-        "vanilla": {"epochs": 10},
-        "finetuned": {"head_epochs": 10, "full_epochs": 20},
-        "participant_transfer": {"source_head_epochs": 2, "source_full_epochs": 18, "head_epochs": 10},
-        "meg_transfer": {"meg_head_epochs": 10, "meg_full_epochs": 20, "head_epochs": 10, "full_epochs": 20},
-        "joint": {"head_epochs": 10, "full_epochs": 50},
-    },
-}
-
-MODEL_KEYS = ["preset", "fmri", "meg", "seeds", "heldout_runs", "batch_size", "learning_rate", "warmup_fraction",
-              "weight_decay", "decay_all", "init_std", "device", "precision"]
-SECTION_KEYS = {
-    "vanilla": ["epochs"],
-    "finetuned": ["head_epochs", "full_epochs"],
-    "participant_transfer": ["source", "source_head_epochs", "source_full_epochs", "head_epochs"],
-    "meg_transfer": ["meg_head_epochs", "meg_full_epochs", "head_epochs", "full_epochs"],
-    "joint": ["head_epochs", "full_epochs"],
-}
+# The ``models`` section, shared by every recipe. Presets fill its null keys (and each recipe's, from
+# the recipe's own ``presets``): ``default`` fits `make run` on 2 CPU cores; ``paper`` is the reference's
+# schedule (run it with the paper simulation and a BERT-base-sized encoder: docs/finetuning.md).
+MODELS_KEYS = ["preset", "fmri", "meg", "seeds", "heldout_runs", "batch_size", "learning_rate", "warmup_fraction",
+               "weight_decay", "decay_all", "init_std", "device", "precision"]
+MODELS_PRESETS: dict[str, dict] = {"default": {"seeds": [0]}, "paper": {"seeds": list(range(10))}}
 
 
-def resolve(params: dict, name: str) -> dict:
-    """Section ``name`` (``models`` or a model's) with its null keys filled from ``models.preset``."""
-    from brainalign.config.params import section
-
-    models = section(params, "models", MODEL_KEYS)
-    preset = models["preset"]
-    if preset not in PRESETS:
-        raise ConfigError(f"params.yaml: models.preset: expected one of {sorted(PRESETS)}, found {preset!r}")
-    values = dict(section(params, name, MODEL_KEYS if name == "models" else SECTION_KEYS[name]))
+def models_settings(params: dict) -> dict:
+    """The ``models`` section with its null keys filled from ``models.preset``."""
+    values = dict(section(params, "models", MODELS_KEYS))
+    preset = values["preset"]
+    if preset not in MODELS_PRESETS:
+        raise ConfigError(f"params.yaml: models.preset: expected one of {sorted(MODELS_PRESETS)}, found {preset!r}")
     for key, value in values.items():
         if value is None:
-            if key not in PRESETS[preset].get(name, {}):
-                raise ConfigError(f"params.yaml: {name}.{key}: null, and preset {preset!r} has no value for it")
-            values[key] = PRESETS[preset][name][key]
-    for key, value in values.items():
-        if key.endswith("epochs") and (not isinstance(value, int) or value < 0):
-            raise ConfigError(f"params.yaml: {name}.{key}: expected a whole number >= 0, found {value!r}")
-    if name == "models":
-        if not isinstance(values["seeds"], list) or not values["seeds"] or \
-                not all(isinstance(s, int) for s in values["seeds"]):
-            raise ConfigError(f"params.yaml: models.seeds: expected a list of integers, found {values['seeds']!r}")
-        if values["precision"] not in ("auto", "fp32", "bf16"):
-            raise ConfigError(f"params.yaml: models.precision: expected auto, fp32 or bf16, found {values['precision']!r}")
+            if key not in MODELS_PRESETS[preset]:
+                raise ConfigError(f"params.yaml: models.{key}: null, and preset {preset!r} has no value for it")
+            values[key] = MODELS_PRESETS[preset][key]
+    if not isinstance(values["seeds"], list) or not values["seeds"] or \
+            not all(isinstance(s, int) for s in values["seeds"]):
+        raise ConfigError(f"params.yaml: models.seeds: expected a list of integers, found {values['seeds']!r}")
+    if values["precision"] not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"params.yaml: models.precision: expected auto, fp32 or bf16, found {values['precision']!r}")
     return values
 
 
 def runtime(models: dict) -> dict:
     """The device and numerics tasks run with (part of every task's key)."""
-    import torch
-
-    from brainalign.finetuning.tasks import torch_device
-
     device = torch_device(models["device"])
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"params.yaml: models.device: {models['device']!r}, but no GPU is visible")
@@ -156,19 +125,14 @@ class Grid:
 
 def grid_from_params(params: dict) -> Grid:
     """The grid of ``params.yaml``: the ``models`` section (preset applied) and the ``encode`` encoder."""
-    from brainalign.config.params import section
-
     encode = section(params, "encode")
-    return Grid(models=resolve(params, "models"),
+    return Grid(models=models_settings(params),
                 encoder={"name": encode["encoder"], "untrained": bool(encode["untrained"]), "seed": int(encode["seed"])})
 
 
 def heldout_summary(task: Task, store: str | os.PathLike, grid: Grid, k: int = 20, n_draws: int = 200) -> dict:
     """The held-out 20 vs 20 summary logged with each task: per head, mean accuracy over all channels and
     over its best tenth (a quick look: ``score`` computes the full 1000-draw table)."""
-    from brainalign.metrics.kvsk import draw_kvsk, kvsk_accuracy
-    from brainalign.finetuning.tasks import read_task_predictions
-
     summary = {}
     for head in task.heads:
         dataset, subject = head["dataset"], head["subject"]
@@ -183,90 +147,6 @@ def heldout_summary(task: Task, store: str | os.PathLike, grid: Grid, k: int = 2
     return summary
 
 
-def per_participant_tasks(grid: Grid, model: str, dataset: str, phases: list[list]) -> list[Task]:
-    """One task per participant, held-out run and seed (vanilla, finetuned)."""
-    return [grid.task(model, f"{model}/{dataset}/{s}/run{r}/seed{seed}", [(dataset, s)], r, seed, phases)
-            for seed in grid.models["seeds"] for r in grid.runs(dataset) for s in grid.subjects(dataset)]
-
-
-def vanilla_tasks(grid: Grid, dataset: str, settings: dict) -> list[Task]:
-    return per_participant_tasks(grid, "vanilla", dataset, [["head", settings["epochs"]]])
-
-
-def finetuned_tasks(grid: Grid, settings: dict) -> list[Task]:
-    return per_participant_tasks(grid, "finetuned", grid.models["fmri"],
-                                 [["head", settings["head_epochs"]], ["full", settings["full_epochs"]]])
-
-
-def participant_transfer_tasks(grid: Grid, settings: dict, sources: dict[int, str]) -> list[Task]:
-    """Per held-out run and seed: fine-tune on ``sources[run]``, then a head per other participant."""
-    dataset = grid.models["fmri"]
-    tasks = []
-    for seed in grid.models["seeds"]:
-        for r in grid.runs(dataset):
-            source = grid.task("participant_transfer", f"participant_transfer/{dataset}/{sources[r]}/run{r}/seed{seed}"
-                               "/source", [(dataset, sources[r])], r, seed,
-                               [["head", settings["source_head_epochs"]], ["full", settings["source_full_epochs"]]])
-            tasks.append(source)
-            tasks += [grid.task("participant_transfer", f"participant_transfer/{dataset}/{s}/run{r}/seed{seed}",
-                                [(dataset, s)], r, seed, [["head", settings["head_epochs"]]], source=source)
-                      for s in grid.subjects(dataset) if s != sources[r]]
-    return tasks
-
-
-def meg_transfer_tasks(grid: Grid, settings: dict) -> list[Task]:
-    """Per held-out run and seed: all MEG participants at once, then each fMRI participant from there."""
-    fmri, meg = grid.models["fmri"], grid.models["meg"]
-    tasks = []
-    for seed in grid.models["seeds"]:
-        for r in grid.runs(fmri):
-            source = grid.task("meg_transfer", f"meg_transfer/{meg}/all/run{r}/seed{seed}",
-                               [(meg, s) for s in grid.subjects(meg)], r, seed,
-                               [["head", settings["meg_head_epochs"]], ["full", settings["meg_full_epochs"]]])
-            tasks.append(source)
-            tasks += [grid.task("meg_transfer", f"meg_transfer/{fmri}/{s}/run{r}/seed{seed}", [(fmri, s)], r, seed,
-                                [["head", settings["head_epochs"]], ["full", settings["full_epochs"]]], source=source)
-                      for s in grid.subjects(fmri)]
-    return tasks
-
-
-def joint_tasks(grid: Grid, settings: dict) -> list[Task]:
-    """Per held-out run and seed: one model with a head for every MEG and fMRI participant."""
-    fmri, meg = grid.models["fmri"], grid.models["meg"]
-    heads = [(meg, s) for s in grid.subjects(meg)] + [(fmri, s) for s in grid.subjects(fmri)]
-    return [grid.task("joint", f"joint/all/run{r}/seed{seed}", heads, r, seed,
-                      [["head", settings["head_epochs"]], ["full", settings["full_epochs"]]])
-            for seed in grid.models["seeds"] for r in grid.runs(fmri)]
-
-
-def most_predictable(vanilla_dir: str | os.PathLike, prepared_dir: str | os.PathLike, heldout_run: int,
-                     top_fraction: float = 0.1) -> str:
-    """The participant the vanilla model predicts best, judged without the held-out run.
-
-    Per participant: the mean Pearson r of its best ``top_fraction`` of channels, averaged over the
-    vanilla model's other held-out runs (every seed), so the run a transfer model is tested on never
-    chooses its source.
-    """
-    from brainalign.metrics.variance import pearson_r
-
-    scores = {}
-    for subject in prepared_subjects(prepared_dir):
-        data = read_prepared(prepared_dir, subject)
-        values = []
-        for fold in data.folds:
-            if fold.heldout_run == heldout_run:
-                continue
-            for seed_dir in sorted((Path(vanilla_dir) / subject / f"fold{fold.index}").glob("seed*")):
-                r = np.nan_to_num(pearson_r(data.responses[fold.test],
-                                            np.load(seed_dir / "predictions.npy", allow_pickle=False)))
-                values.append(np.sort(r)[::-1][: max(1, int(top_fraction * len(r)))].mean())
-        if not values:
-            raise ConfigError(f"participant_transfer.source: auto needs vanilla predictions under {vanilla_dir}, "
-                              f"found none for participant {subject}")
-        scores[subject] = float(np.mean(values))
-    return max(scores, key=lambda s: (scores[s], s))
-
-
 def export(tasks: list[Task], store: str | os.PathLike, out: str | os.PathLike, dataset: str | None = None,
            prepared_root: str | os.PathLike = "data/prepared") -> None:
     """Write ``out`` (``data/models/<model>``) from the finished tasks, atomically.
@@ -275,15 +155,13 @@ def export(tasks: list[Task], store: str | os.PathLike, out: str | os.PathLike, 
     from the store (copied where links are impossible) under ``checkpoints/``. With ``dataset``, ``out``
     is that dataset's directory (``data/models/vanilla/<dataset>``) and holds the participants directly.
     """
-    from brainalign.finetuning.tasks import read_result
-
-    only = dataset
+    only, tasks_store = dataset, TaskStore(store)
     checkpoints = {t.id: Path("checkpoints") / f"{t.label.replace('/', '_')}.safetensors" for t in tasks}
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
         for task in tasks:
-            directory = task_dir(store, task)
-            result = read_result(store, task)
+            directory = tasks_store.directory(task)
+            result = tasks_store.read_result(task)
             checkpoint = checkpoints[task.id]
             encoder_from = result.get("encoder_from")
             card = {"model": task.model, "task": task.label, "key": task.key, "encoder": result["base_encoder"],

@@ -33,9 +33,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from brainalign.finetuning.heads import LinearHead
+from brainalign.finetuning.training import (
+    Schedule,
+    make_optimizer,
+    masked_mse,
+    optimizer_tensors,
+    restore_optimizer,
+    scheduler_state,
+)
 from brainalign.stimuli.tokens import TokenizedWindows, length_batches
-from brainalign.finetuning.training import (Schedule, make_optimizer, masked_mse, optimizer_tensors, restore_optimizer,
-                                 scheduler_state)
 
 PHASES = ("head", "full")
 

@@ -3,7 +3,7 @@
 A task trains one model for one held-out run and one seed: its heads (participants), the encoder it
 starts from (the base encoder, or the result of another task), its phases and optimisation settings,
 the device numerics, and the MD5 of every input file. The task's key is the hash of all of that, and
-its files live under ``<store>/<model>/<key>/``:
+its files live in the task store (:mod:`brainalign.runs.store`) under ``<store>/<model>/<key>/``:
 
     spec.json                   the task, in full
     checkpoint.safetensors      training state after the last finished epoch (gone once the task is done)
@@ -19,8 +19,6 @@ process), so a distributed engine can later run tasks anywhere that sees the sto
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,14 +29,25 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from brainalign.finetuning.model import Block, BrainModel, Phase, Runtime, head_inputs, predict, train_model
-from brainalign.errors import InputError
-from brainalign.files import atomic_path, md5_file
-from brainalign.runs.code import code_key
 from brainalign.data.prepared import PreparedSubject, read_prepared
-from brainalign.stimuli.tokens import TokenizedWindows, read_tokens
+from brainalign.errors import InputError
+from brainalign.features.encoders import ARCHITECTURES, load_encoder_spec, resolve_encoder
+from brainalign.files import atomic_path, md5_file
+from brainalign.finetuning.model import (
+    Block,
+    BrainModel,
+    Phase,
+    Runtime,
+    head_inputs,
+    predict,
+    read_checkpoint,
+    train_model,
+)
 from brainalign.finetuning.training import Schedule
-
+from brainalign.runs.code import code_key
+from brainalign.runs.spec import spec_key
+from brainalign.runs.store import TaskStore, Work
+from brainalign.stimuli.tokens import TokenizedWindows, read_tokens
 
 
 @dataclass
@@ -81,9 +90,15 @@ class Task:
     inputs: dict = field(default_factory=dict)
 
     @property
+    def namespace(self) -> str:
+        return self.model
+
+    def payload(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "label"}
+
+    @property
     def key(self) -> str:
-        payload = {k: v for k, v in asdict(self).items() if k != "label"}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+        return spec_key(self.payload())
 
     @property
     def id(self) -> str:
@@ -93,6 +108,13 @@ class Task:
     def source(self) -> str | None:
         """The id of the task whose encoder this one starts from."""
         return self.encoder.get("task")
+
+    def params(self) -> dict:
+        return {"model": self.model, "encoder": self.encoder, "heads": self.heads, "heldout_run": self.heldout_run,
+                "seed": self.seed, "phases": self.phases, **self.optimisation, **self.runtime}
+
+    def tags(self) -> dict[str, str]:
+        return {"model": self.model, **{f"input_md5.{path}": digest for path, digest in self.inputs.items()}}
 
 
 def code_version() -> str:
@@ -126,8 +148,6 @@ def input_files(task: Task, prepared_root: str | os.PathLike, features_root: str
 
 def encoder_files(spec: dict) -> list[Path]:
     """The files that hold a base encoder's config and weights (none for an architecture alias)."""
-    from brainalign.features.encoders import ARCHITECTURES, resolve_encoder
-
     if spec["name"] in ARCHITECTURES:
         return []
     location = Path(resolve_encoder(spec["name"]))
@@ -157,38 +177,6 @@ def with_inputs(task: Task, prepared_root: str | os.PathLike, features_root: str
     inputs["code"] = code_version()
     task.inputs = inputs
     return task
-
-
-def task_dir(store: str | os.PathLike, task: Task | str) -> Path:
-    return Path(store) / (task if isinstance(task, str) else task.id)
-
-
-def is_done(store: str | os.PathLike, task: Task) -> bool:
-    return (task_dir(store, task) / "result.json").exists()
-
-
-def read_result(store: str | os.PathLike, task: Task | str) -> dict:
-    path = task_dir(store, task) / "result.json"
-    if not path.exists():
-        raise InputError(path, "result.json", "a finished task", "no such file (the task has not finished)")
-    return json.loads(path.read_text())
-
-
-def order_tasks(tasks: list[Task]) -> list[Task]:
-    """Tasks with every encoder source before the tasks that start from it."""
-    ids = {t.id for t in tasks}
-    done: set[str] = set()
-    ordered: list[Task] = []
-    pending = list(tasks)
-    while pending:
-        ready = [t for t in pending if t.source is None or t.source in done or t.source not in ids]
-        if not ready:
-            raise ValueError(f"tasks with circular encoder sources: {[t.label for t in pending]}")
-        for t in ready:
-            ordered.append(t)
-            done.add(t.id)
-        pending = [t for t in pending if t.id not in done]
-    return ordered
 
 
 @dataclass
@@ -242,27 +230,21 @@ def _blocks(heads: list[_Head], tokens: dict[str, TokenizedWindows], features: d
     return blocks
 
 
-def load_base_encoder(spec: dict):
-    from brainalign.features.encoders import load_encoder
-
-    return load_encoder(spec["name"], untrained=bool(spec.get("untrained", False)), seed=int(spec.get("seed", 0)))
-
-
-def build_model(task: Task, heads: list[_Head], store: Path) -> tuple[BrainModel, bool]:
+def build_model(task: Task, heads: list[_Head], store: TaskStore) -> tuple[BrainModel, bool]:
     """The task's initial model and whether its encoder is the base encoder (so cached features apply)."""
     if task.source is None:
-        encoder = load_base_encoder(task.encoder).model
+        encoder = load_encoder_spec(task.encoder).model
         base = True
     else:
         source_id = task.source
         while True:  # a task that froze its encoder points on to where the encoder was trained
-            source = read_result(store, source_id)
-            weights = load_file(str(task_dir(store, source_id) / "weights.safetensors"))
+            source = store.read_result(source_id)
+            weights = load_file(str(store.directory(source_id) / "weights.safetensors"))
             encoder_state = {k[len("encoder."):]: v for k, v in weights.items() if k.startswith("encoder.")}
             if encoder_state or not source.get("encoder_from"):
                 break
             source_id = source["encoder_from"]
-        encoder = load_base_encoder(source["base_encoder"]).model
+        encoder = load_encoder_spec(source["base_encoder"]).model
         if encoder_state:
             encoder.load_state_dict(encoder_state)
         base = not encoder_state
@@ -271,14 +253,14 @@ def build_model(task: Task, heads: list[_Head], store: Path) -> tuple[BrainModel
     return model, base
 
 
-def base_encoder(task: Task, store: Path) -> dict:
-    return task.encoder if task.source is None else read_result(store, task.source)["base_encoder"]
+def base_encoder(task: Task, store: TaskStore) -> dict:
+    return task.encoder if task.source is None else store.read_result(task.source)["base_encoder"]
 
 
 def run_task(task: Task, store: str | os.PathLike, prepared_root: str | os.PathLike = "data/prepared",
              features_root: str | os.PathLike = "data/features", on_epoch: Callable[[dict], None] | None = None,
              progress: bool = True) -> dict:
-    """Run ``task`` (or resume it, or return its stored result when it is done).
+    """Run ``task`` through the store at ``store`` (or resume it, or return its stored result when it is done).
 
     Returns
     -------
@@ -287,12 +269,25 @@ def run_task(task: Task, store: str | os.PathLike, prepared_root: str | os.PathL
         (epochs found in a checkpoint, 0 for a fresh start), ``base_encoder``, ``encoder_trained``, and
         ``encoder_from`` (the task whose encoder a frozen-encoder task used).
     """
-    store, prepared_root, features_root = Path(store), Path(prepared_root), Path(features_root)
-    directory = task_dir(store, task)
-    if is_done(store, task):
-        return read_result(store, task)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "spec.json").write_text(json.dumps(asdict(task), indent=2, sort_keys=True) + "\n")
+    tasks = TaskStore(store)
+    return tasks.run(task, trainer(tasks, prepared_root, features_root, progress), on_epoch)
+
+
+def trainer(store: TaskStore, prepared_root: str | os.PathLike = "data/prepared",
+            features_root: str | os.PathLike = "data/features", progress: bool = True) -> Work:
+    """The store's ``work`` function for brain-model tasks (:func:`train_task` with these roots)."""
+    prepared_root, features_root = Path(prepared_root), Path(features_root)
+
+    def work(task: Task, directory: Path, on_epoch: Callable[[dict], None] | None) -> dict:
+        return train_task(task, directory, store, prepared_root, features_root, on_epoch, progress)
+
+    return work
+
+
+def train_task(task: Task, directory: Path, store: TaskStore, prepared_root: Path, features_root: Path,
+               on_epoch: Callable[[dict], None] | None = None, progress: bool = True) -> dict:
+    """Train ``task`` (resuming from the checkpoint in ``directory``), write its weights and held-out
+    predictions there, and return its result."""
     started = time.perf_counter()
     heads = _heads(task, prepared_root, features_root)
     datasets = sorted({h.dataset for h in heads})
@@ -305,11 +300,7 @@ def run_task(task: Task, store: str | os.PathLike, prepared_root: str | os.PathL
                              f"{features[d].shape[0]}")
     runtime = Runtime(device=task.runtime["device"], bf16=bool(task.runtime["bf16"]), progress=progress)
     checkpoint = directory / "checkpoint.safetensors"
-    resumed_at = 0
-    if checkpoint.exists():
-        from brainalign.finetuning.model import read_checkpoint
-
-        resumed_at = len(read_checkpoint(checkpoint)[1]["history"])
+    resumed_at = len(read_checkpoint(checkpoint)[1]["history"]) if checkpoint.exists() else 0
     schedule = Schedule(**{k: task.optimisation[k] for k in ("batch_size", "learning_rate", "warmup_fraction",
                                                              "weight_decay", "decay_all")})
     phases = [Phase(kind, int(epochs)) for kind, epochs in task.phases]
@@ -331,19 +322,15 @@ def run_task(task: Task, store: str | os.PathLike, prepared_root: str | os.PathL
             np.save(tmp, predict(model, h.name, inputs, runtime=runtime))
     seconds = time.perf_counter() - started
     trained = sum(r["seconds"] for r in history)
-    result = {"history": history, "seconds": seconds, "resumed_at_epoch": resumed_at,
-              "examples_per_second": float(np.mean([r["examples_per_second"] for r in history])) if history else 0.0,
-              "training_seconds": trained, "base_encoder": base_encoder(task, store),
-              "encoder_trained": changed, "encoder_from": task.source if not changed else None,
-              "heads": [h.name for h in heads], "n_parameters": sum(p.numel() for p in model.parameters())}
-    with atomic_path(directory / "result.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-    checkpoint.unlink(missing_ok=True)
-    return result
+    return {"history": history, "seconds": seconds, "resumed_at_epoch": resumed_at,
+            "examples_per_second": float(np.mean([r["examples_per_second"] for r in history])) if history else 0.0,
+            "training_seconds": trained, "base_encoder": base_encoder(task, store),
+            "encoder_trained": changed, "encoder_from": task.source if not changed else None,
+            "heads": [h.name for h in heads], "n_parameters": sum(p.numel() for p in model.parameters())}
 
 
 def read_task_predictions(store: str | os.PathLike, task: Task, dataset: str, subject: str) -> np.ndarray:
-    return np.load(task_dir(store, task) / "predictions" / dataset / f"{subject}.npy", allow_pickle=False)
+    return np.load(TaskStore(store).directory(task) / "predictions" / dataset / f"{subject}.npy", allow_pickle=False)
 
 
 def torch_device(name: str) -> str:

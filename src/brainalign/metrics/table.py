@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from brainalign.finetuning.checkpoints import fold_dir, read_predictions, seeds
-from brainalign.errors import ConfigError, InputError
 from brainalign.data.prepared import prepared_subjects, read_prepared
+from brainalign.errors import ConfigError, InputError
+from brainalign.finetuning.checkpoints import fold_dir, read_predictions, seeds
 from brainalign.metrics.kvsk import ANCHORS, draw_kvsk, kvsk_accuracy
 from brainalign.metrics.variance import pearson_r, r2_score
 

@@ -29,9 +29,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from brainalign.errors import ConfigError
+from brainalign.finetuning.training import (
+    Schedule,
+    make_optimizer,
+    optimizer_tensors,
+    restore_optimizer,
+    scheduler_state,
+)
 from brainalign.nlu.glue import GlueSplit, GlueTask
-from brainalign.finetuning.training import (Schedule, make_optimizer, optimizer_tensors, restore_optimizer,
-                                 scheduler_state)
 
 # pooler: BERT's (tanh layer on [CLS]); cls: the raw [CLS] state; mean: the mean over word pieces, the
 # sentence vector of sentence-transformers models such as the packaged MiniLM.

@@ -1,14 +1,13 @@
 """GLUE runs: one (encoder, task, seed) fine-tuning, keyed by everything that determines it, stored once.
 
-A run lives in ``<store>/glue/<key>/``: its checkpoint while it trains, then ``predictions/<split>.npy``
-and ``result.json`` (written last). The key hashes the encoder (its base and the MD5 of its fine-tuned
+A run is a task of the task store (:mod:`brainalign.runs.store`) and lives in ``<store>/glue/<key>/``:
+its checkpoint while it trains, then ``predictions.<split>.npy`` and ``result.json`` (written last). The key hashes the encoder (its base and the MD5 of its fine-tuned
 weights), the task's files (MD5), the subsampling, the settings, the seed, the device and the code, so
 a finished run is reused and a stale one never is; an interrupted run continues from its checkpoint.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -17,13 +16,22 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
+from brainalign.config.params import section
 from brainalign.errors import ConfigError, InputError
-from brainalign.files import atomic_path, md5_file, write_json
-from brainalign.runs.code import code_key
+from brainalign.features.attention import encoder_from_weights
+from brainalign.features.encoders import load_encoder_spec
+from brainalign.files import md5_file
+from brainalign.finetuning.checkpoints import model_cards
+from brainalign.finetuning.tasks import torch_device
+from brainalign.nlu.finetune import POOLINGS, GlueSettings, finetune
 from brainalign.nlu.glue import GlueSplit, glue_task, read_split, split_files
-from brainalign.nlu.finetune import GlueSettings, finetune
 from brainalign.nlu.metrics import majority_predictions, task_metrics
+from brainalign.nlu.sample import NOTICE, SAMPLE_TASKS, write_sample
+from brainalign.runs.code import code_key
+from brainalign.runs.spec import spec_key
+from brainalign.runs.store import TaskStore
 
 PRETRAINED = "pretrained"
 
@@ -47,8 +55,6 @@ def encoder_choices(names: list[str], base: dict, models_root: str | os.PathLike
     first participant's); anything else is a path to a ``.safetensors`` checkpoint with ``encoder.*``
     keys (an exported ``checkpoints/<label>.safetensors``), whose card, when beside it, names its base.
     """
-    from brainalign.report.analyses import model_cards
-
     chosen = []
     for name in names:
         if name == PRETRAINED:
@@ -92,9 +98,32 @@ class GlueRun:
     max_dev: int | None = None
     device: str = "cpu"
 
+    namespace = "glue"
+    source = None
+
     @property
     def label(self) -> str:
         return f"{self.encoder.label}/{self.task}/seed{self.seed}"
+
+    def payload(self) -> dict:
+        return self.spec
+
+    @property
+    def id(self) -> str:
+        return f"{self.namespace}/{self.key}"
+
+    def params(self) -> dict:
+        return {"task": self.task, "encoder": self.encoder.label, "encoder_base": self.encoder.base,
+                "encoder_weights": self.encoder.weights or "", "seed": self.seed, "data": self.data,
+                "max_train": self.max_train, "max_dev": self.max_dev, "device": self.device, **asdict(self.settings)}
+
+    def tags(self) -> dict[str, str]:
+        spec = self.spec
+        tags = {"glue_key": self.key, "task": self.task, "encoder": self.encoder.label}
+        tags.update({f"input_md5.{name}": digest for name, digest in spec["data_md5"].items()})
+        if spec["encoder_weights_md5"]:
+            tags["input_md5.encoder_weights"] = spec["encoder_weights_md5"]
+        return tags
 
     @cached_property
     def spec(self) -> dict:
@@ -109,7 +138,7 @@ class GlueRun:
 
     @cached_property
     def key(self) -> str:
-        return hashlib.md5(json.dumps(self.spec, sort_keys=True).encode()).hexdigest()[:16]
+        return spec_key(self.spec)
 
     def _read(self, split: str) -> GlueSplit:
         return read_split(self.data, self.task, split)
@@ -127,19 +156,9 @@ def _code_version() -> str:
     return code_key(__name__)
 
 
-def run_dir(store: str | os.PathLike, run: GlueRun, key: str | None = None) -> Path:
-    return Path(store) / "glue" / (key or run.key)
-
-
-def read_run(store: str | os.PathLike, run: GlueRun, key: str | None = None) -> dict | None:
-    """The finished run's result (metrics per dev split, majority baseline, history), or None."""
-    path = run_dir(store, run, key) / "result.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def execute(run: GlueRun, store: str | os.PathLike, on_epoch: Callable[[dict], None] | None = None,
             progress: bool = True) -> dict:
-    """Fine-tune and score ``run``, or return its stored result when it has finished before.
+    """Fine-tune and score ``run`` through the store at ``store``, or return its stored result.
 
     Returns
     -------
@@ -148,27 +167,33 @@ def execute(run: GlueRun, store: str | os.PathLike, on_epoch: Callable[[dict], N
         scale), ``history``, ``seconds``, ``examples_per_second``, ``n_train``, ``n_dev``,
         ``resumed_at_epoch``, ``outcome`` (trained, resumed or reused).
     """
-    import torch
+    tasks = TaskStore(store)
+    outcome = tasks.outcome(run)
+    result = tasks.run(run, trainer(progress), on_epoch)
+    if outcome != "reused":
+        outcome = "resumed" if result["resumed_at_epoch"] else "trained"
+    return {**result, "outcome": outcome}
 
-    from brainalign.features.attention import encoder_from_weights
-    from brainalign.finetuning.tasks import load_base_encoder
 
-    key = run.key
-    directory = run_dir(store, run, key)
-    done = read_run(store, run, key)
-    if done is not None:
-        return {**done, "outcome": "reused"}
-    directory.mkdir(parents=True, exist_ok=True)
-    write_json(directory / "spec.json", run.spec)
+def trainer(progress: bool = True):
+    """The store's ``work`` function for GLUE runs (:func:`train_run`)."""
+    def work(run: GlueRun, directory: Path, on_epoch: Callable[[dict], None] | None) -> dict:
+        return train_run(run, directory, on_epoch, progress)
+    return work
+
+
+def train_run(run: GlueRun, directory: Path, on_epoch: Callable[[dict], None] | None = None,
+              progress: bool = True) -> dict:
+    """Fine-tune ``run``'s encoder (resuming from the checkpoint in ``directory``), predict and score every
+    dev split, and return the run's result."""
     task = glue_task(run.task)
     train, devs = run.splits()
     torch.manual_seed(run.seed)
-    encoder = load_base_encoder(run.encoder.base)
+    encoder = load_encoder_spec(run.encoder.base)
     if run.encoder.weights:
         encoder = encoder_from_weights(run.encoder.weights, encoder)
-    checkpoint = directory / "checkpoint.safetensors"
-    result = finetune(encoder, task, train, devs, run.settings, run.seed, checkpoint=checkpoint, device=run.device,
-                      on_epoch=on_epoch, progress=progress)
+    result = finetune(encoder, task, train, devs, run.settings, run.seed, checkpoint=directory / "checkpoint.safetensors",
+                      device=run.device, on_epoch=on_epoch, progress=progress)
     metrics, majority = {}, {}
     for dev in devs:
         predictions = result.predictions[dev.split]
@@ -176,11 +201,74 @@ def execute(run: GlueRun, store: str | os.PathLike, on_epoch: Callable[[dict], N
         metrics[dev.split] = task_metrics(task, dev.labels, predictions)
         majority[dev.split] = task_metrics(task, dev.labels, majority_predictions(task, train.labels, len(dev)))
     trained = [r for r in result.history if r["epoch"] > result.resumed_at_epoch]
-    summary = {"key": key, "label": run.label, "metrics": metrics, "majority": majority, "history": result.history,
-               "seconds": result.seconds, "resumed_at_epoch": result.resumed_at_epoch,
-               "examples_per_second": float(np.mean([r["examples_per_second"] for r in trained])) if trained else 0.0,
-               "n_train": len(train), "n_dev": {dev.split: len(dev) for dev in devs}}
-    with atomic_path(directory / "result.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    checkpoint.unlink(missing_ok=True)  # the run is finished: its numbers are stored, its weights not needed
-    return {**summary, "outcome": "resumed" if result.resumed_at_epoch else "trained"}
+    return {"key": run.key, "label": run.label, "metrics": metrics, "majority": majority, "history": result.history,
+            "seconds": result.seconds, "resumed_at_epoch": result.resumed_at_epoch,
+            "examples_per_second": float(np.mean([r["examples_per_second"] for r in trained])) if trained else 0.0,
+            "n_train": len(train), "n_dev": {dev.split: len(dev) for dev in devs}}
+
+
+def run_metrics(result: dict) -> dict[str, float]:
+    """A finished run's numbers to record: every dev split's metrics, the majority baseline's, and the
+    training size (``dev.accuracy``, ``dev.majority.accuracy``, ``n_train``)."""
+    metrics = {"n_train": float(result["n_train"])}
+    for split, values in result["metrics"].items():
+        metrics.update({f"{split}.{metric}": value for metric, value in values.items()})
+        metrics.update({f"{split}.majority.{metric}": value for metric, value in result["majority"][split].items()})
+    return metrics
+
+
+@dataclass
+class GluePlan:
+    """The runs the ``glue`` section asks for, the data they read, and the notice every output carries
+    when the data are the embedded sample (None for real GLUE)."""
+
+    runs: list[GlueRun]
+    settings: dict
+    data: str
+    notice: str | None
+
+
+GLUE_KEYS = ["data", "tasks", "encoders", "seeds", "max_train", "max_dev", "sample", "learning_rate",
+             "batch_size", "epochs", "max_length", "warmup_fraction", "weight_decay", "dropout", "pooling", "device"]
+
+
+def plan_runs(params: dict, sample_dir: str | os.PathLike, models_root: str | os.PathLike = "data/models") -> GluePlan:
+    """Check the ``glue`` section and turn it into runs: every encoder x task x seed.
+
+    The embedded sample is always written to ``sample_dir`` (it is tiny), so the stage's outputs do not
+    depend on which data it reads; ``glue.data: sample`` then trains with the sample's own learning rate
+    and epochs.
+    """
+    settings = section(params, "glue", GLUE_KEYS)
+    if settings["pooling"] not in POOLINGS:
+        raise ConfigError(f"params.yaml: glue.pooling: expected one of {', '.join(POOLINGS)}, "
+                          f"found {settings['pooling']!r}")
+    tasks = [glue_task(t).name for t in settings["tasks"]]
+    sample = settings["data"] == "sample"
+    if sample:
+        unknown = [t for t in tasks if t not in SAMPLE_TASKS]
+        if unknown:
+            raise ConfigError(f"params.yaml: glue.tasks: the embedded sample has {', '.join(SAMPLE_TASKS)}; "
+                              f"{', '.join(unknown)} need(s) real GLUE data (glue.data: a directory)")
+    sample_settings = section({"glue.sample": settings["sample"]}, "glue.sample",
+                              ["train", "dev", "learning_rate", "epochs"])
+    write_sample(sample_dir, sample_settings["train"], sample_settings["dev"])
+    if sample:
+        data = str(sample_dir)
+        settings = {**settings, "learning_rate": sample_settings["learning_rate"], "epochs": sample_settings["epochs"]}
+    else:
+        data = str(Path(settings["data"]).expanduser())
+        if not Path(data).is_dir():
+            raise ConfigError(f"params.yaml: glue.data: expected 'sample', a GLUE release directory or a hub "
+                              f"cache holding nyu-mll/glue, found {settings['data']!r} (no such directory)")
+    hyper = GlueSettings(learning_rate=settings["learning_rate"], batch_size=settings["batch_size"],
+                         epochs=settings["epochs"], max_length=settings["max_length"],
+                         warmup_fraction=settings["warmup_fraction"], weight_decay=settings["weight_decay"],
+                         dropout=settings["dropout"], pooling=settings["pooling"])
+    encode = section(params, "encode")
+    base = {"name": encode["encoder"], "untrained": bool(encode["untrained"]), "seed": int(encode["seed"])}
+    device = torch_device(settings["device"])
+    runs = [GlueRun(encoder, task, int(seed), data, hyper, settings["max_train"], settings["max_dev"], device)
+            for encoder in encoder_choices(settings["encoders"], base, models_root) for task in tasks
+            for seed in settings["seeds"]]
+    return GluePlan(runs, settings, data, NOTICE if sample else None)

@@ -7,9 +7,13 @@ paper's published values for comparison.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+from brainalign.files import atomic_path, write_json
 from brainalign.nlu.glue import TASKS
 from brainalign.nlu.metrics import METRIC_NAMES
 
@@ -94,3 +98,21 @@ def dvc_metrics(table: pd.DataFrame, notice: str | None = None) -> dict:
         metrics[column] = {f"{task} {metric}": round(float(v), 4) for (task, metric), v in table[column].items()
                            if pd.notna(v)}
     return metrics
+
+
+def write_tables(results: list[dict], long_path: str | os.PathLike, tables_dir: str | os.PathLike,
+                 metrics_path: str | os.PathLike, notice: str | None = None) -> str:
+    """Write the long results (parquet), Table 1 (``table1.csv``, ``table1.md``) and the DVC metrics, each
+    atomically; returns Table 1 as markdown. ``notice`` (the sample's) marks every output as not GLUE."""
+    long = long_results(results)
+    with atomic_path(long_path) as tmp:
+        long.to_parquet(tmp, index=False)
+    table = table1(long, paper=notice is None)
+    Path(tables_dir).mkdir(parents=True, exist_ok=True)
+    with atomic_path(Path(tables_dir) / "table1.csv") as tmp:
+        table.to_csv(tmp, float_format="%.4f")
+    text = markdown(table, notice)
+    with atomic_path(Path(tables_dir) / "table1.md") as tmp:
+        tmp.write_text(text)
+    write_json(metrics_path, dvc_metrics(table, notice))
+    return text

@@ -15,7 +15,6 @@ The numerics live in :mod:`brainalign.metrics.comparisons`, :mod:`brainalign.fea
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,13 +22,24 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
+from brainalign.data.prepared import prepared_subjects, read_prepared
 from brainalign.errors import InputError
-from brainalign.finetuning.checkpoints import fold_dir, read_predictions
-from brainalign.data.prepared import read_prepared
+from brainalign.features.attention import attention_summary, cls_attention, encoder_from_weights
+from brainalign.features.encoders import load_encoder
+from brainalign.finetuning.checkpoints import fold_dir, model_cards, read_predictions, seeds
+from brainalign.metrics.changes import (
+    changed_mask,
+    feature_prevalence,
+    percent_change,
+    read_feature_table,
+    window_features,
+)
 from brainalign.metrics.comparisons import comparison_curves, participant_test, predictable_voxels, voxel_ttest
 from brainalign.metrics.kvsk import draw_kvsk, kvsk_shift_null
 from brainalign.metrics.table import draw_seed
+from brainalign.stimuli.tokens import read_tokens
 
 
 def seed_means(wide: pd.DataFrame) -> pd.DataFrame:
@@ -130,17 +140,6 @@ def compare_pair(means: pd.DataFrame, dataset: str, model_a: str, model_b: str, 
                           participant_test(differences) if len(differences) >= 2 else {})
 
 
-def model_cards(model_dir: str | os.PathLike) -> list[dict]:
-    """The cards of a model's exported checkpoints (``data/models/<model>/checkpoints/*.json``)."""
-    folder = Path(model_dir) / "checkpoints"
-    cards = []
-    for path in sorted(folder.glob("*.json")):
-        card = json.loads(path.read_text())
-        card["path"] = str(path)
-        cards.append(card)
-    return cards
-
-
 def attention_by_model(model_dir: str | os.PathLike, prepared_root: str | os.PathLike,
                        features_root: str | os.PathLike, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``[CLS]`` attention summaries of the base encoder and of a fine-tuned model's encoders.
@@ -151,13 +150,6 @@ def attention_by_model(model_dir: str | os.PathLike, prepared_root: str | os.Pat
     fine-tuned summary's standard error also spans initialisations (seeds). The base encoder is the same
     for every seed, so it counts once.
     """
-    from tqdm.auto import tqdm
-
-    from brainalign.features.attention import attention_summary, cls_attention, encoder_from_weights
-    from brainalign.features.encoders import load_encoder
-    from brainalign.data.prepared import read_prepared
-    from brainalign.stimuli.tokens import read_tokens
-
     cards = [c for c in model_cards(model_dir) if c.get("encoder_trained") and c.get("encoder_weights")]
     if not cards:
         raise InputError(Path(model_dir) / "checkpoints", "encoder_weights", "checkpoints of fine-tuned encoders",
@@ -206,10 +198,6 @@ def changed_examples(before_dir: str | os.PathLike, after_dir: str | os.PathLike
     prevalence : DataFrame
         :func:`brainalign.metrics.changes.feature_prevalence` over every participant's examples.
     """
-    from brainalign.metrics.changes import changed_mask, feature_prevalence, percent_change, read_feature_table, window_features
-    from brainalign.finetuning.checkpoints import fold_dir, read_predictions, seeds
-    from brainalign.data.prepared import prepared_subjects, read_prepared
-
     rows, feature_rows = [], []
     for subject in prepared_subjects(prepared_dir):
         data = read_prepared(prepared_dir, subject)

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from brainalign.errors import InputError
 from brainalign.files import atomic_path  # noqa: E402
 
 
@@ -208,8 +209,6 @@ def comparison_curve_figure(curves: dict[str, np.ndarray], path: str | os.PathLi
         rows with subject ``"mean"`` hold the mean over participants and, in ``sd``, the SD across
         participants' mean curves (ddof = 1; zero with one participant).
     """
-    from brainalign.errors import InputError
-
     if not isinstance(curves, dict) or not curves:
         raise InputError("curves", "participants", "a non-empty dict of participant to (n_seeds, n_voxels) array",
                          repr(curves)[:80])
@@ -293,7 +292,6 @@ def voxel_map_figure(difference: np.ndarray, significant: np.ndarray, coords: np
     import nibabel as nib
     from nilearn import datasets, plotting, surface
 
-    from brainalign.errors import InputError
 
     difference = np.asarray(difference, dtype=np.float64)
     if difference.ndim != 1 or difference.size == 0 or not np.all(np.isfinite(difference)):

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from brainalign.errors import InputError
+from brainalign.stimuli.lexicon import DUMMY_LENGTH, DUMMY_LOG_PROBABILITY, word_properties
 
 TARGETS = ("cls", "last_word")
 
@@ -99,8 +100,6 @@ def tokenize_windows(tokenizer, texts: list[str], kind: str = "cls", max_length:
     Each word is cut into pieces on its own (``is_split_into_words``), so dropping a window's first
     words drops exactly their pieces: a long window keeps its longest suffix of whole words that fits.
     """
-    from brainalign.stimuli.lexicon import DUMMY_LENGTH, DUMMY_LOG_PROBABILITY, word_properties
-
     if kind not in TARGETS:
         raise ValueError(f"kind: expected one of {TARGETS}, found {kind!r}")
     words = [t.split() for t in texts]

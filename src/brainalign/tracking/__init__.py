@@ -19,7 +19,7 @@ import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -108,9 +108,12 @@ def input_hashes(stage: str, start: str | os.PathLike | None = None) -> dict[str
     definition = stages.get(name, {})
     context = dict(params)
     if key and "foreach" in definition:
-        # A foreach stage (``validate@fmri``): ${key} is the entry's key, ${item.x} its values.
-        entries = _lookup(params, definition["foreach"].strip()[2:-1])
-        context.update({"key": key, "item": entries.get(key, {})})
+        # A foreach stage: over a dict of params (``validate@fmri``: ${key} is the entry's key, ${item.x}
+        # its values) or over a literal list (``train@joint``: ${item} is the entry itself).
+        entries = definition["foreach"]
+        if isinstance(entries, str):
+            entries = _lookup(params, entries.strip()[2:-1])
+        context.update({"key": key, "item": entries.get(key, {}) if isinstance(entries, dict) else key})
         definition = definition.get("do", {})
     deps = [d if isinstance(d, str) else next(iter(d)) for d in definition.get("deps", [])]
     deps = [_interpolate(d, context) for d in deps]
@@ -196,26 +199,6 @@ def stage_run(stage: str, params: dict, start: str | os.PathLike | None = None) 
         yield run
 
 
-@contextmanager
-def child_run(name: str, params: dict | None = None, tags: dict | None = None) -> Iterator[Any]:
-    """A run nested under the active stage run."""
-    import mlflow
-
-    with mlflow.start_run(run_name=name, nested=True, tags={**_process_tags(), **(tags or {})}) as run:
-        if params:
-            mlflow.log_params(flatten(params))
-        yield run
-
-
-def log_history(history: list[dict]) -> None:
-    """Log per-epoch records (``epoch`` plus metrics) as metric series stepped by epoch."""
-    import mlflow
-
-    for record in history:
-        step = int(record["epoch"])
-        mlflow.log_metrics({k: float(v) for k, v in record.items() if k != "epoch"}, step=step)
-
-
 def _process_tags() -> dict[str, str]:
     return {"host": socket.gethostname(), "pid": str(os.getpid())}
 
@@ -278,58 +261,67 @@ def _earlier_attempts(task_key: str) -> list:
                               order_by=["attributes.start_time DESC"], max_results=100)
 
 
-def run_tasks(tasks: list, store: str | os.PathLike, summarise=None, progress: bool = True) -> list[dict]:
-    """Run a stage's tasks in order, each as an MLflow run nested under the stage's run.
+def _numbers(record: dict) -> dict[str, float]:
+    # Head names read dataset:subject; MLflow keys cannot hold ':'.
+    return {k.replace(":", "/"): float(v) for k, v in record.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("epoch", "replayed")}
 
-    Each task's run gets its spec as params, per-epoch metrics (loss, loss per head, learning rate,
-    seconds, examples per second) as they come, then wall time and ``summarise(task)``'s metrics (the
-    held-out 20 vs 20 summary). A task whose earlier attempt died is resumed from its checkpoint by
-    :func:`brainalign.finetuning.tasks.run_task`; its new run is tagged ``resumes_run`` with the dead run's id and
-    links to it, and replays the epochs the checkpoint holds so the new run's history is whole. A task
-    already finished in the store is not trained again; its run says ``outcome: reused``.
 
-    Only this process writes to MLflow: tasks report through a callback and their result files.
+class TaskRuns:
+    """An executor's observer that logs each task as an MLflow run nested under the stage's run.
+
+    Each task's run gets its params (``task.params()``) and tags (``task.tags()``: input hashes, names),
+    per-epoch metrics as they come, then wall time and ``summarise(task, result)``'s metrics (the
+    held-out 20 vs 20 summary, a GLUE run's dev metrics). A task whose earlier attempt died is resumed
+    from its checkpoint by the executor; its new run is tagged ``resumes_run`` with the dead run's id
+    and links to it, and replays the epochs the checkpoint holds so the new run's history is whole. A
+    task already finished in the store says ``outcome: reused`` and logs its stored history.
+
+    Only the stage process writes to MLflow: tasks report through the executor and their result files.
     """
-    import mlflow
 
-    from brainalign.finetuning.tasks import is_done, order_tasks, run_task
+    def __init__(self, summarise: Callable[[Any, dict], dict[str, float]] | None = None,
+                 tags: dict[str, str] | None = None) -> None:
+        self.summarise, self.extra_tags = summarise, dict(tags or {})
+        self.results: list[dict] = []
 
-    results = []
-    ordered = order_tasks(tasks)
-    for number, task in enumerate(ordered, 1):
-        earlier = _earlier_attempts(task.key)
-        failed = [r for r in earlier if r.info.status == "FAILED"]
-        outcome = "reused" if is_done(store, task) else ("resumed" if failed else "trained")
-        tags = {"task_key": task.key, "task": task.label, "model": task.model, "outcome": outcome}
-        if outcome == "resumed":
+    def started(self, task: Any, outcome: str) -> None:
+        import mlflow
+
+        failed = [r for r in _earlier_attempts(task.key) if r.info.status == "FAILED"]
+        if outcome == "trained" and failed:
+            outcome = "resumed"  # an attempt died before its first checkpoint: still the same task
+        tags = {**_process_tags(), **self.extra_tags, **task.tags(), "task_key": task.key, "task": task.label,
+                "outcome": outcome}
+        if outcome == "resumed" and failed:
             dead = failed[0].info
             tags["resumes_run"] = dead.run_id
             tags["mlflow.note.content"] = (f"Resumes the failed run [{dead.run_name}](#/experiments/"
                                            f"{dead.experiment_id}/runs/{dead.run_id}) from its last checkpoint.")
-        if progress:
-            print(f"task {number}/{len(ordered)}: {task.label} ({outcome})", flush=True)
-        with child_run(task.label, tags=tags) as run:
-            spec = {"model": task.model, "encoder": task.encoder, "heads": task.heads, "heldout_run": task.heldout_run,
-                    "seed": task.seed, "phases": task.phases, **task.optimisation, **task.runtime}
-            mlflow.log_params(flatten(spec))
-            for path, digest in task.inputs.items():
-                mlflow.set_tag(f"input_md5.{path}", digest)
+        mlflow.start_run(run_name=task.label, nested=True, tags=tags)
+        mlflow.log_params(flatten(task.params()))
 
-            def on_epoch(record: dict) -> None:
-                # Head names read dataset:subject; MLflow keys cannot hold ':'.
-                metrics = {k.replace(":", "/"): float(v) for k, v in record.items()
-                           if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"}
-                mlflow.log_metrics(metrics, step=int(record["epoch"]))
+    def epoch(self, task: Any, record: dict) -> None:
+        import mlflow
 
-            started = time.perf_counter()
-            result = run_task(task, store, on_epoch=None if outcome == "reused" else on_epoch, progress=progress)
-            if outcome == "reused":
-                for record in result["history"]:
-                    on_epoch(record)
-            mlflow.log_metrics({"wall_seconds": time.perf_counter() - started,
-                                "task_seconds": result["seconds"], "resumed_at_epoch": result["resumed_at_epoch"],
-                                "examples_per_second": result["examples_per_second"]})
-            if summarise is not None:
-                mlflow.log_metrics(summarise(task))
-            results.append({**result, "run_id": run.info.run_id})
-    return results
+        mlflow.log_metrics(_numbers(record), step=int(record["epoch"]))
+
+    def finished(self, task: Any, result: dict, outcome: str, wall_seconds: float) -> None:
+        import mlflow
+
+        if outcome == "reused":
+            for record in result["history"]:
+                self.epoch(task, record)
+        mlflow.log_metrics({"wall_seconds": wall_seconds, "task_seconds": result["seconds"],
+                            "resumed_at_epoch": result["resumed_at_epoch"],
+                            "examples_per_second": result["examples_per_second"]})
+        if self.summarise is not None:
+            mlflow.log_metrics(self.summarise(task, result))
+        self.results.append({**result, "run_id": mlflow.active_run().info.run_id})
+        mlflow.end_run()
+
+    def failed(self, task: Any, error: BaseException) -> None:
+        import mlflow
+
+        mlflow.set_tag("failure", f"{type(error).__name__}: {error}"[:5000])
+        mlflow.end_run(status="FAILED")
