@@ -82,7 +82,8 @@ def scratch(tmp_path_factory) -> Path:
     return root
 
 
-STAGES = {"simulate", "score", "report", "finetuned", "participant_transfer", "meg_transfer", "joint", "glue"} | {
+STAGES = {"simulate", "score", "report", "glue"} | {
+    f"train@{model}" for model in ("finetuned", "participant_transfer", "meg_transfer", "joint")} | {
     f"{stage}@{name}" for stage in ("validate", "prepare", "encode", "vanilla") for name in ("fmri", "meg")}
 MODELS = ("vanilla", "finetuned", "participant_transfer", "meg_transfer", "joint")
 # The default parameters, made small enough for a test: DVC's mechanics do not depend on the size.
@@ -194,7 +195,7 @@ def test_report_renders_in_chromium(scratch, tmp_path):
     assert "http://" not in text and "https://" not in text
     with store(scratch) as db:
         ids = [r for (r,) in db.execute("select r.run_uuid from runs r join tags t on t.run_uuid = r.run_uuid "
-                                         "where t.key = 'stage' and t.value in ('finetuned', 'score', 'report')")]
+                                         "where t.key = 'stage' and t.value in ('train@finetuned', 'score', 'report')")]
     assert ids and all(run_id in text for run_id in ids)
     pngs = sorted((scratch / "reports/figures").glob("*.png"))
     verdicts = figure_verdicts(dump_dom(page))
@@ -220,7 +221,7 @@ def test_forced_rerun_reproduces_outputs_bitwise(scratch, tmp_path):
     """Same commit and params on CPU: the simulation, the fine-tuned models (retrained: an empty task store)
     and the scores, run again, give outputs with the same hashes."""
     before = _outputs(scratch)
-    forced = ["simulate", "finetuned", "score"]
+    forced = ["simulate", "train@finetuned", "score"]
     result = run(scratch, "dvc", "repro", "--force", "--single-item", *forced,
                  env={"BRAINALIGN_TASK_STORE": str(tmp_path / "empty-store")})
     assert stages_run(result) == set(forced)
@@ -244,8 +245,8 @@ def test_mlflow_records(scratch):
         assert tags["input_md5.data/features/fmri"] == lock["encode@fmri"]["outs"][0]["md5"]
         assert tags["input_md5.data/prepared/fmri"] == lock["prepare@fmri"]["outs"][0]["md5"]
         subjects = prepared_ids(scratch)
-        for stage, count, epochs in [("vanilla@fmri", len(subjects), 10), ("finetuned", len(subjects), 2 + 1),
-                                     ("joint", 1, 1 + 1)]:
+        for stage, count, epochs in [("vanilla@fmri", len(subjects), 10), ("train@finetuned", len(subjects), 2 + 1),
+                                     ("train@joint", 1, 1 + 1)]:
             children = [r for (r,) in db.execute(
                 "select run_uuid from tags where key = 'mlflow.parentRunId' and value = ?", (parents[stage],))]
             assert len(children) == count, stage
@@ -258,7 +259,7 @@ def test_mlflow_records(scratch):
                 assert any(k.startswith("heldout_accuracy/") for k in keys), stage
                 tags = dict(db.execute("select key, value from tags where run_uuid = ?", (child,)).fetchall())
                 assert tags["outcome"] == "trained" and len(tags["task_key"]) == 20
-            if stage == "joint":  # a loss per head: every MEG and fMRI participant
+            if stage == "train@joint":  # a loss per head: every MEG and fMRI participant
                 heads = {k for k in keys if k.startswith("loss.")}
                 assert heads == {f"loss.meg/{m}" for m in prepared_ids(scratch, "meg")} | {
                     f"loss.fmri/{s}" for s in subjects}
