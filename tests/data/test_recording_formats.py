@@ -413,6 +413,28 @@ def test_own_npy_participant(own_root):
     assert rec.channel_names is None and rec.coords is None
 
 
+@pytest.mark.parametrize("subject, responses", [("sub2", "responses.tsv"), ("sub10", "responses.nii.gz"),
+                                                 ("sub1", "responses.npy")])
+def test_own_participant_names_the_file_of_each_part(own_root, subject, responses):
+    """Validation names the file a value came from: the reader records the file of each part."""
+    directory = own_root / subject
+    assert read_own(directory).files == {"responses": str(directory / responses),
+                                         "times": str(directory / "trs.tsv"), "words": str(directory / "words.tsv")}
+
+
+def test_recording_parts_come_from_the_source_by_default(meg_file):
+    """A release holds every part in one file: each part's file is the recording's source."""
+    rec = Recording(subject="1", modality="fmri", responses=np.ones((2, 3)), times=[0.0, 2.0], runs=[1, 1],
+                    words=pd.DataFrame({"word": ["a"], "onset": [0.5], "duration": [0.5]}), source="subject_1.mat",
+                    files={"words": "words.tsv"})
+    assert rec.files == {"responses": "subject_1.mat", "times": "subject_1.mat", "words": "words.tsv"}
+    assert read_hp_meg(meg_file)[1].files == dict.fromkeys(["responses", "times", "words"], f"{meg_file}[B]")
+    with pytest.raises(InputError) as info:
+        Recording(subject="1", modality="fmri", responses=np.ones((2, 3)), times=[0.0, 2.0], runs=[1, 1],
+                  words=rec.words, source="subject_1.mat", files={"trs": "trs.tsv"})
+    assert info.value.field == "files"
+
+
 def test_own_participants_natural_order_and_selection(own_root):
     """Participants sort naturally (sub1, sub2, sub10); asking for ids returns exactly those, in the order asked."""
     assert [p.name for p in participant_dirs(own_root)] == ["sub1", "sub2", "sub10"]

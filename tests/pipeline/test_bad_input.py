@@ -3,7 +3,8 @@
 Every dataset here is built by hand in the test's directory from one small valid recording, then damaged in
 one way, and ``stages/validate.py`` (or ``stages/prepare.py``) is run on it as DVC would run it. The truth of
 each case is the damage planted: the file and field (loader errors: ``error: <file>: <field>: expected ...,
-found ...``) or the file, table.column and check (validation failures) that must be named.
+found ...``) or the file, column, check and rows (validation failures: ``<file>: <column>: <description>
+(<check>): ...``) that must be named.
 
 The valid fMRI recording: 2 runs x 40 TRs on one clock (run 1 starts at 0 s, run 2 at 80 s), TR 2 s,
 6 voxels inside a 3 x 3 x 3 volume, a word every 0.5 s from 0 s to 159.5 s (the recording ends at 160 s).
@@ -189,22 +190,24 @@ def fails_with_input_error(tmp_path: Path, name: str, file: Path, field: str, *f
 
 
 def failing_checks(stderr: str) -> set[str]:
-    """The report lines (``<file>: <table>.<column>: <check>: ...``) of a failed validation."""
-    return {line.strip() for line in stderr.splitlines() if line.startswith("  ") and ": expect_" in line}
+    """The report lines (``<file>: <column>: <description> (<check>): ...``) of a failed validation."""
+    return {line.strip() for line in stderr.splitlines() if line.startswith("  ") and " (expect_" in line}
 
 
-def fails_validation(tmp_path: Path, name: str, file: Path | str, table_column: str, check: str,
-                     rows: list[int] | None = None) -> str:
+def fails_validation(tmp_path: Path, name: str, file: Path | str, column: str, check: str,
+                     rows: list[str] | None = None) -> str:
     """Run stage ``name`` on dataset d: exit 1, one ``error: validation failed: 1 of N checks`` report whose
-    only failing check is ``<file>: <table_column>: <check>``, nothing written downstream. Returns stderr."""
+    only failing check is ``<file>: <column>: ... (<check>): ...``, naming ``rows`` (as the user counts
+    them, e.g. ``row 6 (index 5)``), nothing written downstream. Returns stderr."""
     code, stderr = stage(tmp_path, name)
     assert code == 1, stderr
     assert one_error_line(stderr).startswith("error: validation failed: 1 of "), stderr
     failing = failing_checks(stderr)
     assert len(failing) == 1, stderr
-    assert next(iter(failing)).startswith(f"{file}: {table_column}: {check}: "), stderr
-    if rows is not None:
-        assert f"at rows {rows}" in stderr, stderr
+    line = next(iter(failing))
+    assert line.startswith(f"{file}: {column}: ") and f" ({check}): " in line, stderr
+    for row in rows or []:
+        assert f"{row}: " in line, stderr
     nothing_downstream(tmp_path)
     return stderr
 
@@ -333,8 +336,9 @@ def test_nonfinite_voxel_fails_validation(tmp_path, value):
     data[5, 2] = value
     write_release(tmp_path, fmri_recording(responses=data))
     write_params(tmp_path, "hp_fmri", "raw")
-    fails_validation(tmp_path, "validate", MAT, "trs.nonfinite_values", "expect_column_values_to_be_between",
-                     rows=[5])
+    stderr = fails_validation(tmp_path, "validate", MAT, "responses", "expect_column_values_to_be_between",
+                              rows=["row 6 (index 5)"])
+    assert f"row 6 (index 5): {value} (column 3; " in stderr
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
@@ -353,8 +357,8 @@ def test_a_missing_run_fails_validation(tmp_path):
     """Truth: every TR is labelled run 1, while params ask for runs [1, 2]; run 2 is the one missing."""
     write_release(tmp_path, fmri_recording(runs=np.ones(N_TRS, dtype=int)))
     write_params(tmp_path, "hp_fmri", "raw")
-    stderr = fails_validation(tmp_path, "validate", MAT, "trs.run", "expect_column_distinct_values_to_contain_set")
-    assert "e.g. [2]" in stderr
+    stderr = fails_validation(tmp_path, "validate", MAT, "run", "expect_column_distinct_values_to_contain_set")
+    assert "(expect_column_distinct_values_to_contain_set): missing 2\n" in stderr, stderr
 
 
 def test_word_onsets_out_of_order_fail_validation(tmp_path):
@@ -363,8 +367,9 @@ def test_word_onsets_out_of_order_fail_validation(tmp_path):
     words.loc[[10, 11], "onset"] = words.loc[[11, 10], "onset"].to_numpy()
     write_release(tmp_path, fmri_recording(words=words))
     write_params(tmp_path, "hp_fmri", "raw")
-    fails_validation(tmp_path, "validate", MAT, "words.onset_step", "expect_column_values_to_be_between",
-                     rows=[11])
+    stderr = fails_validation(tmp_path, "validate", MAT, "onset", "expect_column_values_to_be_between",
+                              rows=["row 12 (index 11)"])
+    assert "row 12 (index 11): 5.0 (after 5.5 on row 11 (index 10))" in stderr
 
 
 @pytest.mark.parametrize("damage", ["swap_at_run_boundary", "word_moved_into_next_run", "nan_onset"])
@@ -384,7 +389,7 @@ def test_word_onsets_out_of_order_across_runs_fail_validation(tmp_path, damage):
         words.loc[10, "onset"] = np.nan
     write_release(tmp_path, fmri_recording(words=words))
     write_params(tmp_path, "hp_fmri", "raw")
-    fails_naming(tmp_path, "validate", f"{MAT}: words")
+    fails_naming(tmp_path, "validate", f"{MAT}: onset: ")
 
 
 def test_words_after_the_last_tr_fail_validation(tmp_path):
@@ -393,9 +398,9 @@ def test_words_after_the_last_tr_fail_validation(tmp_path):
                       ignore_index=True)
     write_release(tmp_path, fmri_recording(words=words))
     write_params(tmp_path, "hp_fmri", "raw")
-    stderr = fails_validation(tmp_path, "validate", MAT, "words.before_end", "expect_column_values_to_be_between",
-                              rows=[len(words) - 1])
-    assert "e.g. [-10.0]" in stderr
+    stderr = fails_validation(tmp_path, "validate", MAT, "onset", "expect_column_values_to_be_between",
+                              rows=[f"row {len(words)} (index {len(words) - 1})"])
+    assert "170.0 (run 2 ends at 160.0 s)" in stderr
 
 
 def test_validation_report_is_printed_once(tmp_path):
@@ -407,7 +412,7 @@ def test_validation_report_is_printed_once(tmp_path):
     write_params(tmp_path, "hp_fmri", "raw")
     code, stderr = stage(tmp_path, "validate")
     assert code == 1, stderr
-    assert stderr.count(f"{MAT}: trs.nonfinite_values: ") == 1, stderr
+    assert stderr.count(f"{MAT}: responses: ") == 1, stderr
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -419,9 +424,8 @@ def test_duplicated_participant_ids_fail_validation(tmp_path):
     """Truth: the file's subjects are ["A", "A"]."""
     save_npz(tmp_path, meg_arrays(subjects=("A", "A")))
     write_params(tmp_path, "hp_meg", NPZ, tr=None)
-    stderr = fails_validation(tmp_path, "validate", f"{NPZ}[A], {NPZ}[A]", "participants.subject",
-                              "expect_column_values_to_be_unique", rows=[0, 1])
-    assert "e.g. ['A', 'A']" in stderr
+    stderr = fails_validation(tmp_path, "validate", f"{NPZ}[A]", "participant", "expect_column_values_to_be_unique")
+    assert f"e.g. {NPZ}[A]: 'A'; {NPZ}[A]: 'A'" in stderr
 
 
 @pytest.mark.parametrize("n_sensors", [204, 102])
@@ -458,7 +462,7 @@ def test_meg_file_without_words(tmp_path):
     arrays.update(stimuli=arrays["stimuli"][:0], blocks=arrays["blocks"][:0], data=arrays["data"][:, :0])
     save_npz(tmp_path, arrays)
     write_params(tmp_path, "hp_meg", NPZ, tr=None)
-    fails_naming(tmp_path, "validate", f"{NPZ}: ", f"{NPZ}[A]: words.", f"{NPZ}[B]: words.")
+    fails_naming(tmp_path, "validate", f"{NPZ}: ", f"{NPZ}[A]: ", f"{NPZ}[B]: ")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -540,6 +544,48 @@ def test_own_truncated_nifti(tmp_path):
     image.write_bytes(content[: len(content) // 2])
     write_params(tmp_path, "own", "raw")
     fails_with_input_error(tmp_path, "validate", OWN / "responses.nii.gz", "file")
+
+
+def test_own_word_in_a_run_without_trs_names_the_words_file(tmp_path):
+    """Truth: data row 161 of words.tsv (file line 162; onset 80.0 s, the first word of run 2) says run 5;
+    trs.tsv has runs 1 and 2 only."""
+    directory = write_own_dataset(tmp_path)
+    lines = (directory / "words.tsv").read_text().split("\n")
+    assert lines[161].split("\t")[1:] == ["80.0", "0.5", "2"]
+    lines[161] = lines[161][: lines[161].rindex("\t")] + "\t5"
+    (directory / "words.tsv").write_text("\n".join(lines))
+    write_params(tmp_path, "own", "raw")
+    stderr = fails_validation(tmp_path, "validate", OWN / "words.tsv", "run", "expect_column_values_to_be_in_set",
+                              rows=["row 161 (line 162)"])
+    assert "row 161 (line 162): 5" in stderr
+    assert "run_step" not in stderr
+
+
+def write_own_regions(tmp_path: Path, third: str) -> None:
+    """Participants 1 and 2 as region tables: 2's header names its 3rd region ``third``, 1's ``channel2``."""
+    for subject in ("1", "2"):
+        write_own(fmri_recording(), tmp_path / "raw" / subject, form="tsv")
+    responses = tmp_path / "raw" / "2" / "responses.tsv"
+    header, rest = responses.read_text().split("\n", 1)
+    assert header.split("\t")[2] == "channel2"
+    responses.write_text(header.replace("channel2", third) + "\n" + rest)
+
+
+def test_own_participants_with_differing_regions_fail_validation(tmp_path):
+    write_own_regions(tmp_path, "STG")
+    write_params(tmp_path, "own", "raw")
+    stderr = fails_validation(tmp_path, "validate", OWN.parent / "2" / "responses.tsv", "channel names",
+                              "expect_column_values_to_be_in_set", rows=["participant 2"])
+    assert f"participant 2: 'STG' (channel 3; participant 1 ({OWN / 'responses.tsv'}) has 'channel2')" in stderr
+
+
+def test_own_participants_with_differing_regions_are_not_prepared(tmp_path):
+    """prepare run without validate: the prepared dataset would pool the participants' regions; it is refused."""
+    write_own_regions(tmp_path, "STG")
+    write_params(tmp_path, "own", "raw")
+    fails_with_input_error(tmp_path, "prepare", OWN.parent / "2" / "responses.tsv", "channel names",
+                           f"the channel names of participant 1 ({OWN / 'responses.tsv'})",
+                           "participant 2's channel 3 is 'STG' where participant 1's is 'channel2'")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -62,7 +62,9 @@ def read_own(directory: str | os.PathLike) -> Recording:
     return Recording(subject=directory.name, modality="fmri", responses=responses, times=trs["onset"].to_numpy(),
                      runs=trs["run"].to_numpy(), words=words[list(WORD_COLUMNS)].astype({"run": np.int64}),
                      coords=space.get("coords"), affine=space.get("affine"), volume_shape=space.get("shape"),
-                     channel_names=space.get("names"), source=str(directory))
+                     channel_names=space.get("names"), source=str(directory),
+                     files={"responses": str(space["file"]), "times": str(directory / "trs.tsv"),
+                            "words": str(directory / "words.tsv")})
 
 
 def read_table(path: Path, columns: tuple[str, ...], numeric: tuple[str, ...] = ()) -> pd.DataFrame:

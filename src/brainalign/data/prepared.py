@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from brainalign.data.folds import Fold, detrend_zscore, leave_one_run_out, trim_mask
-from brainalign.data.recording import Recording
+from brainalign.data.recording import Recording, channel_difference
 from brainalign.errors import InputError
 from brainalign.files import atomic_path
 from brainalign.stimuli.lexicon import is_content_word
@@ -32,7 +32,8 @@ from brainalign.stimuli.windows import MIN_LEAD, SPAN, tr_windows
 
 @dataclass
 class PreparedSubject:
-    """One participant's examples, ready for training and scoring."""
+    """One participant's examples, ready for training and scoring; ``source`` is where its responses (and
+    channel names) were read from, for messages."""
 
     subject: str
     examples: pd.DataFrame
@@ -43,6 +44,7 @@ class PreparedSubject:
     volume_shape: tuple[int, int, int] | None = None
     channel_names: list[str] | None = None
     modality: str = "fmri"
+    source: str = "<memory>"
 
 
 def prepare_recording(recording: Recording, drop_start: int = 20, drop_end: int = 15,
@@ -75,7 +77,8 @@ def prepare_recording(recording: Recording, drop_start: int = 20, drop_end: int 
     return PreparedSubject(subject=recording.subject, examples=examples, responses=responses[usable],
                            folds=leave_one_run_out(examples["run"].to_numpy()), coords=recording.coords,
                            affine=recording.affine, volume_shape=recording.volume_shape,
-                           channel_names=recording.channel_names, modality="fmri")
+                           channel_names=recording.channel_names, modality="fmri",
+                           source=recording.files["responses"])
 
 
 def _prepare_meg(recording: Recording, span: float) -> PreparedSubject:
@@ -100,7 +103,7 @@ def _prepare_meg(recording: Recording, span: float) -> PreparedSubject:
     responses = detrend_zscore(recording.responses[rows], runs[rows])
     return PreparedSubject(subject=recording.subject, examples=examples, responses=responses,
                            folds=leave_one_run_out(runs[rows]), channel_names=recording.channel_names,
-                           modality="meg")
+                           modality="meg", source=recording.files["responses"])
 
 
 def _require_finite(recording: Recording, rows: np.ndarray) -> None:
@@ -114,7 +117,15 @@ def _require_finite(recording: Recording, rows: np.ndarray) -> None:
 
 
 def write_prepared(subjects: list[PreparedSubject], directory: str | os.PathLike, report: dict | None = None) -> None:
-    """Write the prepared dataset (and its validation ``report``), replacing ``directory`` atomically."""
+    """Write the prepared dataset (and its validation ``report``), replacing ``directory`` atomically.
+
+    Raises
+    ------
+    InputError
+        If the participants' channel names differ: the dataset pools them (the report labels every
+        participant's channels with the first one's names).
+    """
+    _require_same_channels(subjects)
     with atomic_path(directory) as tmp:
         tmp.mkdir(parents=True)
         modalities = sorted({s.modality for s in subjects})
@@ -137,6 +148,21 @@ def write_prepared(subjects: list[PreparedSubject], directory: str | os.PathLike
                          volume_shape=np.asarray(prepared.volume_shape))
             if prepared.channel_names is not None:
                 (folder / "channels.json").write_text(json.dumps(list(prepared.channel_names)) + "\n")
+
+
+def _require_same_channels(subjects: list[PreparedSubject]) -> None:
+    for other in subjects[1:]:
+        difference = channel_difference(other.channel_names, subjects[0].channel_names)
+        if difference is not None:
+            position, mine, theirs = difference
+            raise InputError(other.source, "channel names",
+                             f"the channel names of participant {subjects[0].subject} ({subjects[0].source})",
+                             f"participant {other.subject}'s channel {position} is {_named(mine)} where "
+                             f"participant {subjects[0].subject}'s is {_named(theirs)}")
+
+
+def _named(name: str | None) -> str:
+    return "missing" if name is None else repr(name)
 
 
 def prepared_dataset(directory: str | os.PathLike) -> dict:
@@ -171,4 +197,4 @@ def read_prepared(directory: str | os.PathLike, subject: str) -> PreparedSubject
         names = [str(n) for n in json.loads((folder / "channels.json").read_text())]
     return PreparedSubject(subject=subject, examples=examples, responses=responses, folds=folds,
                            coords=coords, affine=affine, volume_shape=shape, channel_names=names,
-                           modality=prepared_dataset(directory)["modality"])
+                           modality=prepared_dataset(directory)["modality"], source=str(folder))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,8 @@ from brainalign.errors import InputError
 FIXATION = "+"
 WORD_COLUMNS = ("word", "onset", "duration")
 MODALITIES = ("fmri", "meg")
+# The parts of a recording that may each come from a file of their own (Recording.files).
+FILE_PARTS = ("responses", "times", "words")
 
 
 @dataclass
@@ -32,7 +35,8 @@ class Recording:
         Columns ``word``, ``onset`` and ``duration`` (seconds), in presentation order, and optionally
         ``run`` (sources whose runs each have their own clock say which run a word belongs to; otherwise a
         word belongs to the run of the last TR at or before its onset). Fixation entries (``"+"``) are
-        kept as the release has them; :func:`story_words` drops them.
+        kept as the release has them; :func:`story_words` drops them. Rows are the entries of the words'
+        file, in its order, so that a message can name the row of the file a word came from.
     modality : {"fmri", "meg"}
         ``fmri``: one row per TR (voxels or regions). ``meg``: one row per word, its sensor x time-bin
         components; ``times`` are the words' onsets.
@@ -46,6 +50,11 @@ class Recording:
         Region or sensor names, for data that are not voxels.
     source : str
         Where the recording was read from, for error messages.
+    extra : dict
+        Format-specific details (a release's metadata, MEG sensors and time bins).
+    files : dict of str to str
+        The file each part (``responses``; ``times``, with the runs; ``words``) was read from, for
+        messages that name the user's file; a part not given was read from ``source``.
     """
 
     subject: str
@@ -60,8 +69,13 @@ class Recording:
     channel_names: list[str] | None = None
     source: str = "<memory>"
     extra: dict = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.files) - set(FILE_PARTS))
+        if unknown:
+            raise InputError(self.source, "files", f"parts among {list(FILE_PARTS)}", f"{unknown}")
+        self.files = {part: str(self.files.get(part, self.source)) for part in FILE_PARTS}
         self.responses = np.asarray(self.responses, dtype=np.float32)
         self.times = np.asarray(self.times, dtype=np.float64).reshape(-1)
         runs = np.asarray(self.runs, dtype=np.float64).reshape(-1)
@@ -113,3 +127,21 @@ def assign_runs(onsets: np.ndarray, times: np.ndarray, runs: np.ndarray) -> np.n
     position = np.searchsorted(times[order], onsets, side="right") - 1
     found = np.where(position >= 0, runs[order][np.clip(position, 0, None)], 0)
     return found.astype(np.int64)
+
+
+def channel_difference(names: Sequence[str] | None, others: Sequence[str] | None
+                       ) -> tuple[int, str | None, str | None] | None:
+    """Where two participants' channel names first differ: the 1-based position and each one's name there.
+
+    A name is None past the end of its list, or when the participant has no names (voxels, an unnamed
+    matrix) while the other has. None when the names agree (or neither participant has any).
+    """
+    if names is None and others is None:
+        return None
+    first, second = list(names or []), list(others or [])
+    for position in range(max(len(first), len(second))):
+        mine = first[position] if position < len(first) else None
+        theirs = second[position] if position < len(second) else None
+        if mine != theirs:
+            return position + 1, mine, theirs
+    return None
