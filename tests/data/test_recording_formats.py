@@ -8,7 +8,6 @@ format's conventions or from a simulated ground truth; brainalign's writers appe
 from __future__ import annotations
 
 import math
-import pickle
 
 import h5py
 import numpy as np

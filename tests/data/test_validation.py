@@ -464,7 +464,8 @@ def test_own_participants_with_differing_region_names_are_not_pooled(tmp_path):
 
 def test_own_participant_with_fewer_regions_is_not_pooled(tmp_path):
     """Truth: participant 2 lacks the 4th region (PCC)."""
-    first, second = write_own_participant(tmp_path, "1"), write_own_participant(tmp_path, "2", regions=OWN_REGIONS[:3])
+    first = write_own_participant(tmp_path, "1")
+    write_own_participant(tmp_path, "2", regions=OWN_REGIONS[:3])
     failure = only_failure(validate_own(tmp_path))
     assert failure.details == [f"participant 2: none (channel 4; participant 1 ({first / 'responses.tsv'}) has 'PCC')"]
     prepared = [prepare_recording(r, drop_start=0, drop_end=0, span=4.0, min_lead=0.0)

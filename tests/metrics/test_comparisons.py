@@ -183,7 +183,7 @@ def test_voxel_ttest_fixed_data_makes_unpredicted_voxels_significant():
     base[:, :signal] = y[:, :signal] + 2.0 * rng.standard_normal((n, signal))
     changed[:, :signal] = y[:, :signal] + 1.2 * rng.standard_normal((n, signal))  # B better on signal voxels
     targets, distractors = draw_kvsk(n, 20, 300, np.random.default_rng(0))
-    a, b, nulls = [], [], []
+    a, b = [], []
     for seed in range(4):  # seeds jitter the predictions a little, as initialisations do
         jitter = np.random.default_rng([5, seed])
         a.append(kvsk_accuracy(y, base + 0.1 * jitter.standard_normal(base.shape), targets, distractors))

@@ -48,5 +48,19 @@ def test_input_hashes_prefer_dvc_lock_for_outputs_of_earlier_stages(tmp_path):
     assert hashes["absent.txt"] == "missing"
 
 
+def test_input_hashes_take_earlier_outputs_inside_a_directory_from_dvc_lock(tmp_path):
+    """Truth: a listing worked by hand. ``data/models`` is no stage's output, but ``data/models/a/x`` is:
+    its entry is the md5 dvc.lock records (its bytes, which disagree, are not read), beside the md5 of
+    the one file no stage wrote."""
+    _pipeline(tmp_path, ["data/models"])
+    (tmp_path / "data/models/a/x").mkdir(parents=True)
+    (tmp_path / "data/models/a/x/weights.bin").write_bytes(b"not what dvc.lock says")
+    (tmp_path / "data/models/notes.txt").write_text("n")
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {
+        "x": {"outs": [{"path": "data/models/a/x", "md5": "feed.dir"}]}}}))
+    listing = f"a/x:feed.dir\nnotes.txt:{hashlib.md5(b'n').hexdigest()}\n".encode()
+    assert input_hashes("train", tmp_path)["data/models"] == hashlib.md5(listing).hexdigest() + ".tree"
+
+
 def test_flatten():
     assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": "x"}) == {"a.b": 1, "a.c": "[1, 2]", "d": "x"}

@@ -9,7 +9,6 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import detrend
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +37,10 @@ def detrend_zscore(responses: np.ndarray, runs: np.ndarray) -> np.ndarray:
 
     Channels that are constant within a run (after detrending) become 0 in that run, with a warning.
     """
+    # scipy.signal costs about 1 s to import; only the prepare stage detrends, and the train, score and
+    # report stages import this module (through data.prepared) for the folds alone.
+    from scipy.signal import detrend
+
     out = np.empty(responses.shape, dtype=np.float32)
     precision = np.finfo(responses.dtype if np.issubdtype(responses.dtype, np.floating) else np.float64).eps
     for run in np.unique(runs):
