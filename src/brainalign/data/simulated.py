@@ -36,7 +36,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import gamma
 
 from brainalign.data.atlas import LANGUAGE_REGIONS, language_region_labels
 from brainalign.data.hp_fmri import write_hp_fmri
@@ -146,6 +145,10 @@ def story_words() -> list[str]:
 
 def canonical_hrf(dt: float, length: float = 32.0) -> np.ndarray:
     """SPM's canonical double-gamma HRF sampled every ``dt`` seconds, summing to 1."""
+    # scipy.stats costs about 0.4 s to import, and every stage that reads a dataset imports this module
+    # (it registers the simulated source); only simulating needs the HRF.
+    from scipy.stats import gamma
+
     t = np.arange(0.0, length, dt)
     h = gamma.pdf(t, 6.0) - gamma.pdf(t, 16.0) / 6.0
     return h / h.sum()
