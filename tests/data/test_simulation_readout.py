@@ -25,7 +25,9 @@ def encoder():
 
 def readout_r2(cls_share: float, encoder) -> float:
     """The best (over a grid of ridge penalties) leave-one-run-out R² of the noise-free signal from [CLS]."""
-    config = SimulationConfig(subjects=1, meg_subjects=0, cls_share=cls_share, seed=3)
+    # 400 words a run, the size these bounds were measured at: the read-out needs the examples (at the
+    # pipeline's smaller default a 384-wide ridge has too few to fit).
+    config = SimulationConfig(subjects=1, meg_subjects=0, cls_share=cls_share, seed=3, words_per_run=400)
     fmri, _, truth = simulate_experiment(config)
     prepared = prepare_recording(fmri[0])
     x = cls_features(encoder, prepared.examples["text"].tolist(), progress=False).astype(np.float64)

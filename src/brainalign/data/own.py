@@ -1,4 +1,4 @@
-"""Your own recordings: a plain format any pipeline can write (documented in the README).
+"""Your own recordings: a plain format any pipeline can write (documented in docs/data-formats.md).
 
 One directory per participant under the dataset's path; the directory's name is the participant id::
 
