@@ -15,20 +15,36 @@ export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/site-cache
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
+export UV_CACHE_DIR := $(CURDIR)/.cache/uv
+export UV_NATIVE_TLS := 1
 
 .PHONY: run test ui clean-env
 
-$(BIN)/.installed-run: pyproject.toml requirements.lock
+# uv installs the locked environment in seconds where pip takes minutes (2 of a fresh clone's 10). It
+# looks where this machine's pip configuration says pip looks (local wheels, such as the CPU build of
+# torch, and local indexes), so both install the same files; locations that do not exist are left out.
+UV_SOURCES = $(BIN)/pip config list 2>/dev/null \
+	| sed -n "s/^[^.]*\.\(find-links\|extra-index-url\)='\(.*\)'$$/\1 \2/p" \
+	| while read -r kind locations; do for location in $$locations; do \
+		case $$location in file://*|/*) test -e "$${location\#file://}" || continue;; esac; \
+		echo "--$$kind $$location"; done; done | sort -u
+# $(call install,<extras>): the project and the pinned environment (requirements.lock) into .venv.
+define install
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -c requirements.lock -e .
+	$(BIN)/pip install --quiet -c requirements.lock uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --index-strategy unsafe-best-match \
+		$$($(UV_SOURCES)) -c requirements.lock -e '.$(1)'
+endef
+
+$(BIN)/.installed-run: pyproject.toml requirements.lock
+	$(call install,)
 	touch $@
 
 $(BIN)/.installed-test: pyproject.toml requirements.lock
 	@# The report test renders the HTML report in headless Chromium (Debian's package).
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 		|| { echo "make test: the report test needs Debian's chromium (apt-get install chromium, as root)"; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
+	$(call install,[test])
 	touch $@ $(BIN)/.installed-run
 
 run: $(BIN)/.installed-run
