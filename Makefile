@@ -23,6 +23,7 @@ export UV_NATIVE_TLS := 1
 # uv installs the locked environment in seconds where pip takes minutes (2 of a fresh clone's 10). It
 # looks where this machine's pip configuration says pip looks (local wheels, such as the CPU build of
 # torch, and local indexes), so both install the same files; locations that do not exist are left out.
+# Bytecode is compiled at install, as pip does, so that the first stages do not pay for it.
 UV_SOURCES = $(BIN)/pip config list 2>/dev/null \
 	| sed -n "s/^[^.]*\.\(find-links\|extra-index-url\)='\(.*\)'$$/\1 \2/p" \
 	| while read -r kind locations; do for location in $$locations; do \
@@ -32,7 +33,7 @@ UV_SOURCES = $(BIN)/pip config list 2>/dev/null \
 define install
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -c requirements.lock uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --index-strategy unsafe-best-match \
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python --index-strategy unsafe-best-match \
 		$$($(UV_SOURCES)) -c requirements.lock -e '.$(1)'
 endef
 

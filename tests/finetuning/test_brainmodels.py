@@ -472,6 +472,23 @@ def test_resume_after_interruption_is_bitwise_identical(tiny, tmp_path, uninterr
     assert [r.get("replayed", False) for r in seen] == [True] * stop + [False] * (5 - stop)
 
 
+def test_frozen_encoder_epochs_are_checkpointed_at_their_phase_end(tiny, tmp_path, uninterrupted):
+    """Truth: run A. Stopped after the first of two head epochs, nothing is checkpointed yet (a head epoch is
+    cheaper to redo than to save); the re-run starts afresh, replays nothing, and ends bit for bit as A."""
+    final_a, history_a = uninterrupted
+    path = tmp_path / "checkpoint.safetensors"
+    with pytest.raises(Stop):
+        train_model(fresh_model(tiny), training_blocks(tiny), PHASES, SCHEDULE, seed=0, checkpoint=path,
+                    runtime=QUIET, on_epoch=stop_at(1))
+    assert not path.exists()
+    model, seen = fresh_model(tiny), []
+    history = train_model(model, training_blocks(tiny), PHASES, SCHEDULE, seed=0, checkpoint=path, runtime=QUIET,
+                          on_epoch=seen.append)
+    assert_bitwise_equal(final_a, state(model))
+    assert without_timing(history) == without_timing(history_a)
+    assert not any(r.get("replayed", False) for r in seen)
+
+
 # ---------------------------------------------------------------------------------------------- tasks
 
 

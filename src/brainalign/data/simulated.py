@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 # 5,176 entries (5,164 words and 12 fixations), runs of 340, 352, 279 and 380 TRs (1,351), 8 fMRI and
 # 8 MEG participants, the 3 mm grey-matter mask (40,002 voxels).
 PRESETS = {
-    "default": {"subjects": 3, "meg_subjects": 2, "words_per_run": 280, "rest_end_trs": 5, "fixations_per_run": 2,
+    "default": {"subjects": 3, "meg_subjects": 2, "words_per_run": 240, "rest_end_trs": 5, "fixations_per_run": 2,
                 "resolution_mm": 6, "mask": "brain"},
     "paper": {"subjects": 8, "meg_subjects": 8, "words_per_run": [1297, 1345, 1053, 1469],
               "rest_end_trs": [5, 5, 5, 2], "fixations_per_run": 3, "resolution_mm": 3, "mask": "grey_matter"},

@@ -1,4 +1,4 @@
-"""An encoder with linear brain heads, trained in phases, checkpointed every epoch, resumable bitwise.
+"""An encoder with linear brain heads, trained in phases, checkpointed as it goes, resumable bitwise.
 
 The seed paper's models (reference section 3) differ only in which heads sit on the encoder and in their
 phases: a *head* phase trains the heads alone with the encoder frozen, a *full* phase trains everything.
@@ -229,7 +229,8 @@ def train_model(model: BrainModel, blocks: list[Block], phases: list[Phase], sch
     seed : int
         Seeds the data order and dropout.
     checkpoint : path, optional
-        Written after every epoch; read first if present, and the run continues from it.
+        Written after every epoch that trains the encoder and at the end of every phase; read first if
+        present, and the run continues from it.
     on_epoch : callable, optional
         Called with each epoch's record (also for epochs replayed from a checkpoint: ``replayed=True``).
 
@@ -292,7 +293,9 @@ def train_model(model: BrainModel, blocks: list[Block], phases: list[Phase], sch
             state.epoch = epoch + 1
             state.encoder_changed = state.encoder_changed or full
             state.history.append(record)
-            if checkpoint is not None:
+            # A frozen-encoder epoch costs less than writing the checkpoint that would save it (the heads
+            # and their optimiser state: tens of MB), so those phases are checkpointed at their end only.
+            if checkpoint is not None and (full or epoch + 1 == phase.epochs):
                 _save_checkpoint(checkpoint, model, optimizer, scheduler, order, state)
             if on_epoch:
                 on_epoch(record)
