@@ -17,7 +17,7 @@ import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
-from brainalign.cli import guarded, stage_argument  # noqa: E402
+from brainalign.cli import exit_stage, guarded, stage_argument  # noqa: E402
 from brainalign.config.params import load_params, section  # noqa: E402
 from brainalign.data.prepared import prepared_dataset, read_prepared  # noqa: E402
 from brainalign.features.encoders import load_encoder  # noqa: E402
@@ -57,4 +57,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(guarded(main))
+    exit_stage(guarded(main), __file__)

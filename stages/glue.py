@@ -16,7 +16,7 @@ go_offline(Path.cwd())
 import mlflow  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
-from brainalign.cli import guarded  # noqa: E402
+from brainalign.cli import exit_stage, guarded  # noqa: E402
 from brainalign.config.params import load_params  # noqa: E402
 from brainalign.nlu.runs import plan_runs, run_metrics, trainer  # noqa: E402
 from brainalign.nlu.table import write_tables  # noqa: E402
@@ -41,4 +41,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(guarded(main))
+    exit_stage(guarded(main), __file__)

@@ -12,7 +12,7 @@ go_offline(Path.cwd())
 import mlflow  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
-from brainalign.cli import guarded, stage_argument  # noqa: E402
+from brainalign.cli import exit_stage, guarded, stage_argument  # noqa: E402
 from brainalign.config.params import dataset, load_params, section  # noqa: E402
 from brainalign.data.datasets import read_dataset  # noqa: E402
 from brainalign.data.prepared import prepare_recording, write_prepared  # noqa: E402
@@ -39,4 +39,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(guarded(main))
+    exit_stage(guarded(main), __file__)

@@ -11,9 +11,16 @@ go_offline(Path.cwd())
 import mlflow  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
-from brainalign.cli import guarded  # noqa: E402
+from brainalign.cli import exit_stage, guarded  # noqa: E402
 from brainalign.config.params import load_params  # noqa: E402
-from brainalign.report.pages import FIGURES, REPORT, pipeline_stages, report_settings, write_figures, write_page  # noqa: E402
+from brainalign.report.pages import (  # noqa: E402
+    FIGURES,
+    REPORT,
+    pipeline_stages,
+    report_settings,
+    write_figures,
+    write_page,
+)
 
 
 def main() -> None:
@@ -27,4 +34,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(guarded(main))
+    exit_stage(guarded(main), __file__)

@@ -11,7 +11,7 @@ import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
-from brainalign.cli import guarded  # noqa: E402
+from brainalign.cli import exit_stage, guarded  # noqa: E402
 from brainalign.config.params import load_params, section  # noqa: E402
 from brainalign.errors import ConfigError  # noqa: E402
 from brainalign.files import atomic_path, write_json  # noqa: E402
@@ -42,4 +42,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(guarded(main))
+    exit_stage(guarded(main), __file__)

@@ -14,9 +14,13 @@ go_offline(Path.cwd())
 import mlflow  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
-from brainalign.cli import guarded  # noqa: E402
+from brainalign.cli import exit_stage, guarded  # noqa: E402
 from brainalign.config.params import field_names, load_params, section  # noqa: E402
-from brainalign.data.simulated import SimulationConfig, simulate_experiment, write_simulation  # noqa: E402
+from brainalign.data.simulated import (  # noqa: E402
+    SimulationConfig,
+    simulate_experiment,
+    write_simulation,
+)
 
 
 def main() -> None:
@@ -32,4 +36,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(guarded(main))
+    exit_stage(guarded(main), __file__)

@@ -16,7 +16,7 @@ go_offline(Path.cwd())
 import mlflow  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
-from brainalign.cli import guarded  # noqa: E402
+from brainalign.cli import exit_stage, guarded  # noqa: E402
 from brainalign.config.params import load_params  # noqa: E402
 from brainalign.errors import BrainalignError  # noqa: E402
 from brainalign.finetuning.grid import export, grid_from_params, heldout_summary  # noqa: E402
@@ -49,4 +49,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(guarded(main))
+    exit_stage(guarded(main), __file__)

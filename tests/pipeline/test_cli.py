@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import runpy
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from brainalign import cli
-from brainalign.data.recording import Recording
 from brainalign.data.hp_fmri import write_hp_fmri
+from brainalign.data.recording import Recording
 
 
 def _recording(subject: str, nan: bool = False) -> Recording:
@@ -65,3 +69,31 @@ def test_ui_binds_to_localhost_and_the_main_store(tmp_path, monkeypatch):
     command = calls[0]
     assert command[command.index("--host") + 1] == "127.0.0.1"
     assert command[command.index("--backend-store-uri") + 1] == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+
+
+EXITING = """
+import atexit, sys
+from brainalign.cli import exit_stage
+atexit.register(lambda: open(sys.argv[1], "w").write("handlers ran"))
+print("unflushed output", end="")
+exit_stage(3, __file__)
+"""
+
+
+def test_exit_stage_leaves_a_stage_process_with_its_code_after_exit_handlers(tmp_path):
+    """Truth: what the script did before exiting. Started for the script, exit_stage ends the process
+    with the code, after the exit handlers and with stdout flushed."""
+    script, marker = tmp_path / "stage.py", tmp_path / "marker.txt"
+    script.write_text(EXITING)
+    done = subprocess.run([sys.executable, str(script), str(marker)], capture_output=True, text=True)
+    assert (done.returncode, done.stdout, marker.read_text()) == (3, "unflushed output", "handlers ran")
+
+
+def test_exit_stage_run_inside_another_process_raises_system_exit(tmp_path, monkeypatch):
+    """Run with runpy (as the tests run stages), exit_stage raises SystemExit: the host process lives on."""
+    script = tmp_path / "stage.py"
+    script.write_text("from brainalign.cli import exit_stage\nexit_stage(3, __file__)\n")
+    monkeypatch.setattr(sys, "argv", [str(script)])
+    with pytest.raises(SystemExit) as raised:
+        runpy.run_path(str(script), run_name="__main__")
+    assert raised.value.code == 3
