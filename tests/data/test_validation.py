@@ -62,6 +62,11 @@ def only_failure(report):
     return failures[0]
 
 
+def assert_reported(failure, file: str, column: str, rows: list, values: list) -> None:
+    """The failure speaks in the user's words: their file, their column, rows as they count them, their values."""
+    assert (failure.file, failure.user_column, failure.user_rows, failure.user_values) == (file, column, rows, values)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # A valid recording
 # ---------------------------------------------------------------------------------------------------------
@@ -351,10 +356,7 @@ def test_own_word_in_a_run_without_trs(tmp_path):
     """Truth: data row 5 of words.tsv (line 6) says run 5; trs.tsv has runs 1 and 2 only."""
     directory = write_own_participant(tmp_path, "1", words=with_row(5, 3, "5"))
     failure = only_failure(validate_own(tmp_path))
-    assert failure.file == str(directory / "words.tsv")
-    assert failure.user_column == "run"
-    assert failure.user_rows == ["row 5 (line 6)"]
-    assert failure.user_values == [5]
+    assert_reported(failure, str(directory / "words.tsv"), "run", ["row 5 (line 6)"], [5])
     summary = validate_own(tmp_path).summary()
     assert f"  {directory / 'words.tsv'}: run: each word's run is one of the runs [1, 2] " in summary
     assert "e.g. row 5 (line 6): 5" in summary
@@ -365,11 +367,8 @@ def test_own_onset_going_backwards(tmp_path):
     """Truth: data row 3 of words.tsv (line 4) starts at 1.0 s, before row 2's 1.5 s in the same run."""
     directory = write_own_participant(tmp_path, "1", words=with_row(3, 1, "1.0"))
     failure = only_failure(validate_own(tmp_path))
-    assert failure.file == str(directory / "words.tsv")
     assert failure.description == "word onsets increase within a run"
-    assert failure.user_column == "onset"
-    assert failure.user_rows == ["row 3 (line 4)"]
-    assert failure.user_values == [1.0]
+    assert_reported(failure, str(directory / "words.tsv"), "onset", ["row 3 (line 4)"], [1.0])
     assert failure.details == ["row 3 (line 4): 1.0 (after 1.5 on row 2 (line 3))"]
     assert "onset_step" not in validate_own(tmp_path).summary()
 
@@ -378,10 +377,7 @@ def test_own_negative_duration(tmp_path):
     """Truth: data row 2 of words.tsv (line 3) lasts -0.3 s."""
     directory = write_own_participant(tmp_path, "1", words=with_row(2, 2, "-0.3"))
     failure = only_failure(validate_own(tmp_path))
-    assert failure.file == str(directory / "words.tsv")
-    assert failure.user_column == "duration"
-    assert failure.user_rows == ["row 2 (line 3)"]
-    assert failure.user_values == [-0.3]
+    assert_reported(failure, str(directory / "words.tsv"), "duration", ["row 2 (line 3)"], [-0.3])
     assert (f"  {directory / 'words.tsv'}: duration: no word duration is negative "
             "(expect_column_values_to_be_between): 1 offending value(s), e.g. row 2 (line 3): -0.3"
             ) in validate_own(tmp_path).summary()
@@ -392,10 +388,7 @@ def test_own_empty_word(tmp_path, word):
     """Truth: data row 4 of words.tsv (line 5) has an empty (or all-space) word; the reader keeps it as written."""
     directory = write_own_participant(tmp_path, "1", words=with_row(4, 0, word))
     failure = only_failure(validate_own(tmp_path))
-    assert failure.file == str(directory / "words.tsv")
-    assert failure.user_column == "word"
-    assert failure.user_rows == ["row 4 (line 5)"]
-    assert failure.user_values == [word]
+    assert_reported(failure, str(directory / "words.tsv"), "word", ["row 4 (line 5)"], [word])
     assert f"{directory / 'words.tsv'}: word: no word is empty" in validate_own(tmp_path).summary()
     assert f"row 4 (line 5): {word!r}" in validate_own(tmp_path).summary()
 
@@ -408,10 +401,7 @@ def test_own_tr_off_its_grid_names_trs_tsv(tmp_path):
     lines[4] = "6.5\t1"
     (directory / "trs.tsv").write_text("\n".join(lines) + "\n")
     failure = only_failure(validate_own(tmp_path))
-    assert failure.file == str(directory / "trs.tsv")
-    assert failure.user_column == "onset"
-    assert failure.user_rows == ["row 4 (line 5)", "row 5 (line 6)"]
-    assert failure.user_values == [6.5, 8.0]
+    assert_reported(failure, str(directory / "trs.tsv"), "onset", ["row 4 (line 5)", "row 5 (line 6)"], [6.5, 8.0])
     assert failure.details[0] == "row 4 (line 5): 6.5 (2.5 s after 4.0 on row 3 (line 4))"
 
 
