@@ -7,17 +7,15 @@ last word's first piece with its length and unigram log-probability) and ``encod
 """
 
 import json
-from pathlib import Path
 
-from brainalign.offline import go_offline
+from brainalign.cli import begin_stage, exit_stage, guarded, stage_argument
 
-go_offline(Path.cwd())
+begin_stage()
 
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
-from brainalign.cli import exit_stage, guarded, stage_argument  # noqa: E402
 from brainalign.config.params import load_params, section  # noqa: E402
 from brainalign.data.prepared import prepared_dataset, read_prepared  # noqa: E402
 from brainalign.features.encoders import load_encoder  # noqa: E402

@@ -7,16 +7,14 @@ Hugging Face hub cache holding nyu-mll/glue gives real scores. Each run is an ML
 the stage's; finished runs are reused from the task store and interrupted ones resume.
 """
 
-from pathlib import Path
 
-from brainalign.offline import go_offline
+from brainalign.cli import begin_stage, exit_stage, guarded
 
-go_offline(Path.cwd())
+begin_stage()
 
 import mlflow  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
-from brainalign.cli import exit_stage, guarded  # noqa: E402
 from brainalign.config.params import load_params  # noqa: E402
 from brainalign.nlu.runs import plan_runs, run_metrics, trainer  # noqa: E402
 from brainalign.nlu.table import write_tables  # noqa: E402

@@ -3,16 +3,14 @@
 The prepared splits are checked by their own suite before anything is written.
 """
 
-from pathlib import Path
 
-from brainalign.offline import go_offline
+from brainalign.cli import begin_stage, exit_stage, guarded, stage_argument
 
-go_offline(Path.cwd())
+begin_stage()
 
 import mlflow  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
-from brainalign.cli import exit_stage, guarded, stage_argument  # noqa: E402
 from brainalign.config.params import dataset, load_params, section  # noqa: E402
 from brainalign.data.datasets import read_dataset  # noqa: E402
 from brainalign.data.prepared import prepare_recording, write_prepared  # noqa: E402

@@ -2,16 +2,14 @@
 report (`reports/index.html`) holding the configuration, the score summary, the figures and the MLflow run ids.
 What is drawn and how it is captioned lives in :mod:`brainalign.report.pages`."""
 
-from pathlib import Path
 
-from brainalign.offline import go_offline
+from brainalign.cli import begin_stage, exit_stage, guarded
 
-go_offline(Path.cwd())
+begin_stage()
 
 import mlflow  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
-from brainalign.cli import exit_stage, guarded  # noqa: E402
 from brainalign.config.params import load_params  # noqa: E402
 from brainalign.report.pages import (  # noqa: E402
     FIGURES,

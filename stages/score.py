@@ -3,15 +3,14 @@ model and dataset, into one long-format table; summaries (the default form named
 
 from pathlib import Path
 
-from brainalign.offline import go_offline
+from brainalign.cli import begin_stage, exit_stage, guarded
 
-go_offline(Path.cwd())
+begin_stage()
 
 import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
-from brainalign.cli import exit_stage, guarded  # noqa: E402
 from brainalign.config.params import load_params, section  # noqa: E402
 from brainalign.errors import ConfigError  # noqa: E402
 from brainalign.files import atomic_path, write_json  # noqa: E402

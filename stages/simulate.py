@@ -5,16 +5,14 @@ Writes ``data/raw/fmri/subject_N.mat`` and ``data/raw/meg/hp_meg.npz`` (what the
 """
 
 from dataclasses import asdict
-from pathlib import Path
 
-from brainalign.offline import go_offline
+from brainalign.cli import begin_stage, exit_stage, guarded
 
-go_offline(Path.cwd())
+begin_stage()
 
 import mlflow  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
-from brainalign.cli import exit_stage, guarded  # noqa: E402
 from brainalign.config.params import field_names, load_params, section  # noqa: E402
 from brainalign.data.simulated import (  # noqa: E402
     SimulationConfig,

@@ -7,16 +7,14 @@ stage's; the finished tasks are exported to ``data/models/<model>[/<dataset>]`` 
 """
 
 import sys
-from pathlib import Path
 
-from brainalign.offline import go_offline
+from brainalign.cli import begin_stage, exit_stage, guarded
 
-go_offline(Path.cwd())
+begin_stage()
 
 import mlflow  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
-from brainalign.cli import exit_stage, guarded  # noqa: E402
 from brainalign.config.params import load_params  # noqa: E402
 from brainalign.errors import BrainalignError  # noqa: E402
 from brainalign.finetuning.grid import export, grid_from_params, heldout_summary  # noqa: E402
@@ -43,7 +41,9 @@ def main() -> None:
         if plan.notes:
             mlflow.log_params(plan.notes)
         store = TaskStore(tracking.task_store())
-        LocalExecutor().run(plan.tasks, store, trainer(store, grid.prepared_root, grid.features_root),
+        work = trainer(store, grid.prepared_root, grid.features_root,
+                       checkpoint_every=float(grid.models["checkpoint_every"]))
+        LocalExecutor().run(plan.tasks, store, work,
                             tracking.TaskRuns(summarise=lambda task, result: heldout_summary(task, store.root, grid)))
         export(plan.tasks, store.root, recipe.output(dataset), dataset=dataset)
 

@@ -3,16 +3,14 @@
 A failure stops the pipeline with a report naming the file, the check and the offending values.
 """
 
-from pathlib import Path
 
-from brainalign.offline import go_offline
+from brainalign.cli import begin_stage, exit_stage, guarded, stage_argument
 
-go_offline(Path.cwd())
+begin_stage()
 
 import mlflow  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
-from brainalign.cli import exit_stage, guarded, stage_argument  # noqa: E402
 from brainalign.config.params import dataset, load_params, section  # noqa: E402
 from brainalign.data.datasets import read_dataset  # noqa: E402
 from brainalign.data.validation import validate_recordings  # noqa: E402

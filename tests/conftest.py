@@ -72,4 +72,5 @@ def small_experiment(tmp_path_factory) -> Path:
         "finetuned.head_epochs": 2, "finetuned.full_epochs": 40, "joint.head_epochs": 2, "joint.full_epochs": 2,
         "meg_transfer.meg_head_epochs": 2, "meg_transfer.meg_full_epochs": 2, "meg_transfer.head_epochs": 2,
         "meg_transfer.full_epochs": 2, "participant_transfer.source_head_epochs": 2,
-        "participant_transfer.source_full_epochs": 2, "participant_transfer.head_epochs": 2})
+        "participant_transfer.source_full_epochs": 2, "participant_transfer.head_epochs": 2,
+        "models.checkpoint_every": 0})  # every epoch: the kill-and-resume test stops a run mid-phase

@@ -71,3 +71,8 @@ def test_model_params_errors_name_the_key():
     params["models"]["seeds"] = "0"
     with pytest.raises(ConfigError, match="models.seeds"):
         resolve(params, "models")
+    params["models"]["seeds"] = None
+    for bad in (-1, "often", True):
+        params["models"]["checkpoint_every"] = bad
+        with pytest.raises(ConfigError, match=f"models.checkpoint_every: expected seconds.*found {bad!r}"):
+            resolve(params, "models")

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import itertools
 import math
+import time
 
 import numpy as np
 import pytest
@@ -451,42 +452,49 @@ def test_history_losses_finite_and_lr_decays_to_zero_at_each_phase_end(uninterru
     assert history[0]["lr"] > 0 and history[2]["lr"] > 0 and history[3]["lr"] > 0
 
 
-@pytest.mark.parametrize("stop", [3, 2])
+@pytest.mark.parametrize("stop", [3, 2, 1])
 def test_resume_after_interruption_is_bitwise_identical(tiny, tmp_path, uninterrupted, stop):
-    """Truth: run A — a run stopped after epoch ``stop`` (mid full phase, or at the end of the head phase)
-    and resumed from its checkpoint by a fresh model ends bit for bit where A ends, with A's history; the
-    resumed call first replays the finished epochs (replayed=True)."""
+    """Truth: run A — a run checkpointing every epoch, stopped after epoch ``stop`` (mid full phase, at the
+    end of the head phase, mid head phase) and resumed from its checkpoint by a fresh model, ends bit for
+    bit where A ends, with A's history; the resumed call first replays the finished epochs (replayed=True)."""
     final_a, history_a = uninterrupted
     path = tmp_path / "checkpoint.safetensors"
     with pytest.raises(Stop):
         train_model(fresh_model(tiny), training_blocks(tiny), PHASES, SCHEDULE, seed=0, checkpoint=path,
-                    runtime=QUIET, on_epoch=stop_at(stop))
+                    runtime=QUIET, on_epoch=stop_at(stop), checkpoint_every=0)
     assert len(read_checkpoint(path)[1]["history"]) == stop
     model = fresh_model(tiny)
     seen = []
     history = train_model(model, training_blocks(tiny), PHASES, SCHEDULE, seed=0, checkpoint=path, runtime=QUIET,
-                          on_epoch=seen.append)
+                          on_epoch=seen.append, checkpoint_every=0)
     assert_bitwise_equal(final_a, state(model))
     assert without_timing(history) == without_timing(history_a)
     assert [r["epoch"] for r in seen] == [1, 2, 3, 4, 5]
     assert [r.get("replayed", False) for r in seen] == [True] * stop + [False] * (5 - stop)
 
 
-def test_frozen_encoder_epochs_are_checkpointed_at_their_phase_end(tiny, tmp_path, uninterrupted):
-    """Truth: run A. Stopped after the first of two head epochs, nothing is checkpointed yet (a head epoch is
-    cheaper to redo than to save); the re-run starts afresh, replays nothing, and ends bit for bit as A."""
+def test_checkpoints_wait_for_their_interval(tiny, tmp_path, uninterrupted):
+    """Truth: run A, and the clock. Stopped after epoch 4 of 5, well inside the default 30 s between
+    checkpoints, the run has written none (an epoch of seconds is cheaper to redo than to save); the
+    re-run starts afresh, replays nothing, and ends bit for bit as A. Run to its end checkpointing every
+    epoch, it writes the epochs before the last (the trained model is the caller's to save)."""
     final_a, history_a = uninterrupted
     path = tmp_path / "checkpoint.safetensors"
+    started = time.perf_counter()
     with pytest.raises(Stop):
         train_model(fresh_model(tiny), training_blocks(tiny), PHASES, SCHEDULE, seed=0, checkpoint=path,
-                    runtime=QUIET, on_epoch=stop_at(1))
-    assert not path.exists()
+                    runtime=QUIET, on_epoch=stop_at(4))
+    assert time.perf_counter() - started < 30 and not path.exists()
     model, seen = fresh_model(tiny), []
     history = train_model(model, training_blocks(tiny), PHASES, SCHEDULE, seed=0, checkpoint=path, runtime=QUIET,
                           on_epoch=seen.append)
     assert_bitwise_equal(final_a, state(model))
     assert without_timing(history) == without_timing(history_a)
     assert not any(r.get("replayed", False) for r in seen)
+    every = tmp_path / "every.safetensors"
+    train_model(fresh_model(tiny), training_blocks(tiny), PHASES, SCHEDULE, seed=0, checkpoint=every,
+                runtime=QUIET, checkpoint_every=0)
+    assert len(read_checkpoint(every)[1]["history"]) == 4
 
 
 # ---------------------------------------------------------------------------------------------- tasks

@@ -97,3 +97,18 @@ def test_exit_stage_run_inside_another_process_raises_system_exit(tmp_path, monk
     with pytest.raises(SystemExit) as raised:
         runpy.run_path(str(script), run_name="__main__")
     assert raised.value.code == 3
+
+
+def test_a_stage_loads_with_the_collector_off_and_works_with_it_on(tmp_path, monkeypatch):
+    """Truth: gc.isenabled() as a stage's imports and its main see it, and the process's setting after."""
+    import gc
+
+    monkeypatch.chdir(tmp_path)
+    seen = []
+    try:
+        cli.begin_stage()
+        seen.append(gc.isenabled())
+        assert cli.guarded(lambda: seen.append(gc.isenabled())) == 0
+    finally:
+        gc.enable()
+    assert seen == [False, True] and gc.isenabled()

@@ -47,7 +47,7 @@ from brainalign.runs.store import TaskStore
 # the recipe's own ``presets``): ``default`` fits `make run` on 2 CPU cores; ``paper`` is the reference's
 # schedule (run it with the paper simulation and a BERT-base-sized encoder: docs/finetuning.md).
 MODELS_KEYS = ["preset", "fmri", "meg", "seeds", "heldout_runs", "batch_size", "learning_rate", "warmup_fraction",
-               "weight_decay", "decay_all", "init_std", "device", "precision"]
+               "weight_decay", "decay_all", "init_std", "device", "precision", "checkpoint_every"]
 MODELS_PRESETS: dict[str, dict] = {"default": {"seeds": [0]}, "paper": {"seeds": list(range(10))}}
 
 
@@ -67,6 +67,10 @@ def models_settings(params: dict) -> dict:
         raise ConfigError(f"params.yaml: models.seeds: expected a list of integers, found {values['seeds']!r}")
     if values["precision"] not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"params.yaml: models.precision: expected auto, fp32 or bf16, found {values['precision']!r}")
+    every = values["checkpoint_every"]
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or every < 0:
+        raise ConfigError(f"params.yaml: models.checkpoint_every: expected seconds (a number, 0 or more), "
+                          f"found {every!r}")
     return values
 
 

@@ -12,8 +12,10 @@ for MEG); batches of all modalities are shuffled together.
 
 Checkpoints hold everything the rest of the run depends on -- parameters, optimiser and schedule state,
 the random generators, the history -- in one safetensors file (the state as JSON in its metadata),
-replaced atomically after every epoch. Resuming from it gives the same final weights, bit for bit on
-CPU, as a run never interrupted.
+replaced atomically after an epoch once ``checkpoint_every`` seconds have passed since the last one: a
+checkpoint holds 12 bytes a parameter (weights and Adam's two moments), and writing one after every
+few-second epoch would cost more than a kill ever loses. Resuming from it gives the same final weights,
+bit for bit on CPU, as a run never interrupted.
 """
 
 from __future__ import annotations
@@ -213,7 +215,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
 
 def train_model(model: BrainModel, blocks: list[Block], phases: list[Phase], schedule: Schedule, seed: int,
                 checkpoint: str | os.PathLike | None = None, runtime: Runtime | None = None,
-                on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+                on_epoch: Callable[[dict], None] | None = None, checkpoint_every: float = 30.0) -> list[dict]:
     """Train ``model`` through ``phases``, resuming from ``checkpoint`` when it exists.
 
     Parameters
@@ -229,10 +231,13 @@ def train_model(model: BrainModel, blocks: list[Block], phases: list[Phase], sch
     seed : int
         Seeds the data order and dropout.
     checkpoint : path, optional
-        Written after every epoch that trains the encoder and at the end of every phase; read first if
-        present, and the run continues from it.
+        Written after an epoch once ``checkpoint_every`` seconds have passed since the run started or last
+        wrote it (never after the last epoch: the caller saves the trained model); read first if present,
+        and the run continues from it.
     on_epoch : callable, optional
         Called with each epoch's record (also for epochs replayed from a checkpoint: ``replayed=True``).
+    checkpoint_every : float
+        Seconds of training a kill may cost at most (plus the epoch under way); 0 checkpoints every epoch.
 
     Returns
     -------
@@ -265,6 +270,9 @@ def train_model(model: BrainModel, blocks: list[Block], phases: list[Phase], sch
                 on_epoch({**record, "replayed": True})
     model.to(runtime.device)
     n_examples = sum(len(b.windows) for b in blocks)
+    # The epoch after which the caller saves the trained model: no checkpoint is written there.
+    final = max(((p, phase.epochs) for p, phase in enumerate(phases) if phase.epochs > 0), default=None)
+    saved_at = time.perf_counter()
     for p, phase in enumerate(phases):
         if p < state.phase or (p == state.phase and state.epoch >= phase.epochs):
             continue
@@ -293,10 +301,10 @@ def train_model(model: BrainModel, blocks: list[Block], phases: list[Phase], sch
             state.epoch = epoch + 1
             state.encoder_changed = state.encoder_changed or full
             state.history.append(record)
-            # A frozen-encoder epoch costs less than writing the checkpoint that would save it (the heads
-            # and their optimiser state: tens of MB), so those phases are checkpointed at their end only.
-            if checkpoint is not None and (full or epoch + 1 == phase.epochs):
+            due = time.perf_counter() - saved_at >= checkpoint_every
+            if checkpoint is not None and due and (p, epoch + 1) != final:
                 _save_checkpoint(checkpoint, model, optimizer, scheduler, order, state)
+                saved_at = time.perf_counter()
             if on_epoch:
                 on_epoch(record)
         state.phase, state.epoch = p + 1, 0

@@ -259,8 +259,11 @@ def base_encoder(task: Task, store: TaskStore) -> dict:
 
 def run_task(task: Task, store: str | os.PathLike, prepared_root: str | os.PathLike = "data/prepared",
              features_root: str | os.PathLike = "data/features", on_epoch: Callable[[dict], None] | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, checkpoint_every: float = 30.0) -> dict:
     """Run ``task`` through the store at ``store`` (or resume it, or return its stored result when it is done).
+
+    ``checkpoint_every``: seconds between checkpoints (:func:`~brainalign.finetuning.model.train_model`);
+    how often the state is saved changes no result, so it is not part of the task's key.
 
     Returns
     -------
@@ -270,22 +273,24 @@ def run_task(task: Task, store: str | os.PathLike, prepared_root: str | os.PathL
         ``encoder_from`` (the task whose encoder a frozen-encoder task used).
     """
     tasks = TaskStore(store)
-    return tasks.run(task, trainer(tasks, prepared_root, features_root, progress), on_epoch)
+    return tasks.run(task, trainer(tasks, prepared_root, features_root, progress, checkpoint_every), on_epoch)
 
 
 def trainer(store: TaskStore, prepared_root: str | os.PathLike = "data/prepared",
-            features_root: str | os.PathLike = "data/features", progress: bool = True) -> Work:
-    """The store's ``work`` function for brain-model tasks (:func:`train_task` with these roots)."""
+            features_root: str | os.PathLike = "data/features", progress: bool = True,
+            checkpoint_every: float = 30.0) -> Work:
+    """The store's ``work`` function for brain-model tasks (:func:`train_task` with these settings)."""
     prepared_root, features_root = Path(prepared_root), Path(features_root)
 
     def work(task: Task, directory: Path, on_epoch: Callable[[dict], None] | None) -> dict:
-        return train_task(task, directory, store, prepared_root, features_root, on_epoch, progress)
+        return train_task(task, directory, store, prepared_root, features_root, on_epoch, progress, checkpoint_every)
 
     return work
 
 
 def train_task(task: Task, directory: Path, store: TaskStore, prepared_root: Path, features_root: Path,
-               on_epoch: Callable[[dict], None] | None = None, progress: bool = True) -> dict:
+               on_epoch: Callable[[dict], None] | None = None, progress: bool = True,
+               checkpoint_every: float = 30.0) -> dict:
     """Train ``task`` (resuming from the checkpoint in ``directory``), write its weights and held-out
     predictions there, and return its result."""
     started = time.perf_counter()
@@ -305,7 +310,7 @@ def train_task(task: Task, directory: Path, store: TaskStore, prepared_root: Pat
                                                              "weight_decay", "decay_all")})
     phases = [Phase(kind, int(epochs)) for kind, epochs in task.phases]
     history = train_model(model, _blocks(heads, tokens, features), phases, schedule, task.seed,
-                          checkpoint=checkpoint, runtime=runtime, on_epoch=on_epoch)
+                          checkpoint=checkpoint, runtime=runtime, on_epoch=on_epoch, checkpoint_every=checkpoint_every)
     changed = any(p.train == "full" and p.epochs > 0 for p in phases)
     # A frozen encoder is not saved again: the card names where it comes from.
     state = {k: v for k, v in model.state_dict().items() if changed or not k.startswith("encoder.")}
