@@ -488,8 +488,10 @@ def test_recording_converts_types():
     ({"coords": [[0, 0, 0]]}, "coords"),
     ({"coords": [[0, 0, 0], [0, 0, 2]], "volume_shape": (1, 1, 2)}, "coords"),
     ({"coords": [[0, 0, 0], [0, -1, 0]], "volume_shape": (1, 1, 2)}, "coords"),
+    ({"files": {"onsets": "words.tsv"}}, "files"),
+    ({"fields": {"onsets": "words.start"}}, "fields"),
 ], ids=["responses-1d", "responses-3d", "times-short", "times-long", "runs-short", "words-columns",
-        "coords-rows", "coords-outside", "coords-negative"])
+        "coords-rows", "coords-outside", "coords-negative", "files-unknown-part", "fields-unknown-part"])
 def test_recording_construction_errors(overrides, field):
     with pytest.raises(InputError) as info:
         small_recording(**overrides)

@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 
 from brainalign.data.datasets import read_dataset
+from brainalign.data.hp_fmri import read_hp_fmri, write_hp_fmri
+from brainalign.data.hp_meg import read_hp_meg, write_hp_meg
 from brainalign.data.prepared import prepare_recording, write_prepared
 from brainalign.errors import InputError, ValidationFailed
 from brainalign.data.recording import Recording
@@ -471,3 +473,57 @@ def test_prepared_participants_with_the_same_regions_are_written(tmp_path):
                 for r in read_dataset("own", tmp_path)]
     write_prepared(prepared, tmp_path / "prepared")
     assert (tmp_path / "prepared" / "2" / "channels.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Release files written in their formats: a failure names the release's fields, not brainalign's columns
+# ---------------------------------------------------------------------------------------------------------
+
+
+def write_release_fmri(path: Path, onsets=ONSETS, durations=None, times=TIMES) -> Path:
+    """A ``subject_N.mat`` of the Harry Potter fMRI release holding the hand-made recording."""
+    durations = [0.5] * len(onsets) if durations is None else durations
+    words = pd.DataFrame({"word": WORDS[: len(onsets)], "onset": list(onsets), "duration": list(durations)})
+    write_hp_fmri(recording(times=times, words=words, coords=[[0, 0, i] for i in range(5)], affine=np.eye(4),
+                            volume_shape=(1, 1, 5)), path)
+    return path
+
+
+def test_release_fmri_negative_word_length_names_words_length(tmp_path):
+    path = write_release_fmri(tmp_path / "subject_1.mat", durations=[0.5, -0.25, 0.5, 0.5, 0.5])
+    failure = only_failure(validate([read_hp_fmri(path)]))
+    assert failure.column == "duration"
+    assert_reported(failure, str(path), "words.length", ["row 2 (index 1)"], [-0.25])
+
+
+def test_release_fmri_word_after_its_run_names_words_start(tmp_path):
+    path = write_release_fmri(tmp_path / "subject_1.mat", onsets=[0.5, 3.0, 11.0, 25.0, 39.0])
+    failure = only_failure(validate([read_hp_fmri(path)]))
+    assert failure.column == "before_end"
+    assert_reported(failure, str(path), "words.start", ["row 5 (index 4)"], [39.0])
+    assert f"{path}: words.start: every word starts before its run ends" in validate(
+        [read_hp_fmri(path)]).summary()
+
+
+def test_release_fmri_tr_off_its_grid_names_the_time_column(tmp_path):
+    times = list(TIMES)
+    times[6] = 14.5  # 12.0 -> 14.5 -> 16.0: 2.5 s, then 1.5 s
+    path = write_release_fmri(tmp_path / "subject_1.mat", times=times)
+    failure = only_failure(validate([read_hp_fmri(path)]))
+    assert failure.column == "dt"
+    assert_reported(failure, str(path), "time[:, 0]", ["row 7 (index 6)", "row 8 (index 7)"], [14.5, 16.0])
+
+
+def test_release_meg_block_outside_the_runs_names_blocks(tmp_path):
+    # Six words in blocks 1, 1, 2, 2, 5, 5: block 5 is not among the runs 1-4.
+    blocks = [1, 1, 2, 2, 5, 5]
+    words = pd.DataFrame({"word": ["a", "b", "c", "d", "e", "f"], "onset": [0.0, 0.5] * 3, "duration": 0.5,
+                          "run": blocks})
+    meg = Recording(subject="A", modality="meg", responses=np.ones((6, 306 * 2)), times=[0.0, 0.5] * 3,
+                    runs=blocks, words=words, extra={"n_sensors": 306, "n_bins": 2})
+    path = tmp_path / "hp_meg.npz"
+    write_hp_meg([meg], path)
+    report = validate_recordings(read_hp_meg(path), runs=RUN_LIST, tr=None)
+    words_failure = next(c for c in report.failures() if c.table == "words" and c.column == "run")
+    assert_reported(words_failure, f"{path}[A]", "blocks", ["row 5 (index 4)", "row 6 (index 5)"], [5, 5])
+    assert all(c.user_column == "blocks" for c in report.failures()), report.summary()

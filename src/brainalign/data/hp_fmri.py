@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 VARIABLES = ("data", "time", "words", "meta")
 HEADER_TEXT = b"MATLAB 5.0 MAT-file, Platform: posix, written by brainalign".ljust(116, b" ")
 WORD_FIELDS = ("text", "start", "length")
+# Where each part of a recording is in the file, for messages in the release's words (Recording.fields).
+NAMED = {"responses": "data", "times": "time[:, 0]", "runs": "time[:, 1]", "word": "words.text",
+         "onset": "words.start", "duration": "words.length"}
 # SPM affines act on 1-based indices; shifting by one voxel converts to the 0-based convention.
 _ONE_BASED = np.array([[1, 0, 0, 1], [0, 1, 0, 1], [0, 0, 1, 1], [0, 0, 0, 1]], dtype=np.float64)
 
@@ -93,6 +96,7 @@ def read_hp_fmri(path: str | os.PathLike) -> Recording:
         channel_names=None,
         source=str(path),
         extra={"meta": meta["raw"]},
+        fields=NAMED,
     )
 
 

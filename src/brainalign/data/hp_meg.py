@@ -27,6 +27,10 @@ from brainalign.files import atomic_path
 
 N_SENSORS = 306
 ARRAYS = ("stimuli", "blocks", "subjects", "data")
+# Where each part of a recording is in the archive, for messages in its words (Recording.fields): a word's
+# onset and a row's time are its place in its block, its duration the reader's word_duration.
+NAMED = {"responses": "data", "times": "blocks (word positions)", "runs": "blocks", "word": "stimuli",
+         "onset": "blocks (word positions)", "duration": "word_duration", "word_run": "blocks"}
 
 
 def read_hp_meg(path: str | os.PathLike, word_duration: float = 0.5) -> list[Recording]:
@@ -101,7 +105,7 @@ def read_hp_meg(path: str | os.PathLike, word_duration: float = 0.5) -> list[Rec
     names = [f"sensor{s:03d}@{b}" for s in range(n_sensors) for b in range(n_bins)]
     return [Recording(subject=subjects[i], modality="meg", responses=data[i].reshape(n_words, -1), times=onsets,
                       runs=blocks, words=words, channel_names=names, source=f"{path}[{subjects[i]}]",
-                      extra={"n_sensors": n_sensors, "n_bins": n_bins})
+                      extra={"n_sensors": n_sensors, "n_bins": n_bins}, fields=NAMED)
             for i in range(n_subjects)]
 
 

@@ -15,6 +15,9 @@ WORD_COLUMNS = ("word", "onset", "duration")
 MODALITIES = ("fmri", "meg")
 # The parts of a recording that may each come from a file of their own (Recording.files).
 FILE_PARTS = ("responses", "times", "words")
+# What each part is called in the file it was read from (Recording.fields); these are the own format's.
+FIELDS = {"responses": "responses", "times": "onset", "runs": "run", "word": "word", "onset": "onset",
+          "duration": "duration", "word_run": "run"}
 
 
 @dataclass
@@ -55,6 +58,10 @@ class Recording:
     files : dict of str to str
         The file each part (``responses``; ``times``, with the runs; ``words``) was read from, for
         messages that name the user's file; a part not given was read from ``source``.
+    fields : dict of str to str
+        What the file calls each part, for messages in the user's words: ``responses``, ``times``, ``runs``
+        (of the TRs), ``word``, ``onset``, ``duration`` and ``word_run`` (of the words); a part not given
+        keeps its name in :data:`FIELDS` (the own format's column names).
     """
 
     subject: str
@@ -70,12 +77,15 @@ class Recording:
     source: str = "<memory>"
     extra: dict = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.files) - set(FILE_PARTS))
-        if unknown:
-            raise InputError(self.source, "files", f"parts among {list(FILE_PARTS)}", f"{unknown}")
+        for name, given, known in (("files", self.files, FILE_PARTS), ("fields", self.fields, FIELDS)):
+            unknown = sorted(set(given) - set(known))
+            if unknown:
+                raise InputError(self.source, name, f"parts among {list(known)}", f"{unknown}")
         self.files = {part: str(self.files.get(part, self.source)) for part in FILE_PARTS}
+        self.fields = {**FIELDS, **self.fields}
         self.responses = np.asarray(self.responses, dtype=np.float32)
         self.times = np.asarray(self.times, dtype=np.float64).reshape(-1)
         runs = np.asarray(self.runs, dtype=np.float64).reshape(-1)

@@ -157,6 +157,7 @@ def recording_tables(rec: Recording, tr: float | None) -> list[Table]:
     the counts that must agree. ``tr`` is the expected TR spacing (None for MEG, whose rows are words).
     """
     times_file, words_file, responses_file = rec.files["times"], rec.files["words"], rec.files["responses"]
+    named = rec.fields
     on_trs, on_words = _rows_of(times_file), _rows_of(words_file)
     n = len(rec.times)
     dt = np.full(n, np.nan)
@@ -179,13 +180,13 @@ def recording_tables(rec: Recording, tr: float | None) -> list[Table]:
     trs = Table("trs", pd.DataFrame({"run": rec.runs, "time": rec.times, "dt": dt, "run_step": run_step,
                                      "time_finite": np.isfinite(rec.times), "nonfinite_values": n_bad}),
                 times_file, {
-        "run": Reported(times_file, "run", rec.runs, on_trs),
-        "run_step": Reported(times_file, "run", rec.runs, on_trs,
+        "run": Reported(times_file, named["runs"], rec.runs, on_trs),
+        "run_step": Reported(times_file, named["runs"], rec.runs, on_trs,
                              lambda i: f"after run {rec.runs[i - 1]} on {on_trs(i - 1)}"),
-        "time_finite": Reported(times_file, "onset", rec.times, on_trs),
-        "dt": Reported(times_file, "onset", rec.times, on_trs,
+        "time_finite": Reported(times_file, named["times"], rec.times, on_trs),
+        "dt": Reported(times_file, named["times"], rec.times, on_trs,
                        lambda i: f"{dt[i]:g} s after {rec.times[i - 1]} on {on_trs(i - 1)}"),
-        "nonfinite_values": Reported(responses_file, "responses",
+        "nonfinite_values": Reported(responses_file, named["responses"],
                                      rec.responses[np.arange(n), first_bad] if rec.n_channels else None,
                                      _rows_of(responses_file), channel),
     })
@@ -236,20 +237,20 @@ def recording_tables(rec: Recording, tr: float | None) -> list[Table]:
         "before_end": end - onsets,
     }), words_file, {
         "rows": Reported(words_file, "rows"),
-        "word_present": Reported(words_file, "word", text.tolist(), on_words),
+        "word_present": Reported(words_file, named["word"], text.tolist(), on_words),
         # Without a run column a word's run is where its onset falls.
-        "run": Reported(words_file, "run", word_runs, on_words) if explicit_runs
-        else Reported(words_file, "onset", onsets, on_words, lambda i: f"in run {word_runs[i]}"),
-        "run_step": Reported(words_file, "run", word_runs, on_words,
+        "run": Reported(words_file, named["word_run"], word_runs, on_words) if explicit_runs
+        else Reported(words_file, named["onset"], onsets, on_words, lambda i: f"in run {word_runs[i]}"),
+        "run_step": Reported(words_file, named["word_run"], word_runs, on_words,
                              lambda i: f"after run {word_runs[previous[i]]} on {on_words(previous[i])}"),
-        "onset_finite": Reported(words_file, "onset", onsets, on_words),
-        "duration_finite": Reported(words_file, "duration", durations, on_words),
-        "duration": Reported(words_file, "duration", durations, on_words),
-        "onset_step": Reported(words_file, "onset", onsets, on_words,
+        "onset_finite": Reported(words_file, named["onset"], onsets, on_words),
+        "duration_finite": Reported(words_file, named["duration"], durations, on_words),
+        "duration": Reported(words_file, named["duration"], durations, on_words),
+        "onset_step": Reported(words_file, named["onset"], onsets, on_words,
                                lambda i: f"after {onsets[i - 1]} on {on_words(i - 1)}"),
-        "after_start": Reported(words_file, "onset", onsets, on_words,
+        "after_start": Reported(words_file, named["onset"], onsets, on_words,
                                 lambda i: f"before run {word_runs[i]}'s first TR, at {start[i]} s in {times_file}"),
-        "before_end": Reported(words_file, "onset", onsets, on_words,
+        "before_end": Reported(words_file, named["onset"], onsets, on_words,
                                lambda i: f"run {word_runs[i]} ends at {end[i]} s"),
     })
 
