@@ -1,5 +1,5 @@
-"""Stage score: per-channel 20 vs 20 accuracy (both forms), R² and Pearson r on every held-out run, every
-model and dataset, into one long-format table; summaries (the default form named by `score.anchor`) as DVC metrics."""
+"""Stage score: the measures of `score.measures` per channel (20 vs 20 accuracy in both forms, R², Pearson r)
+on every held-out run, every model and dataset, into one long-format table; summaries (the default form named by `score.anchor`) as DVC metrics."""
 
 from pathlib import Path
 
@@ -11,23 +11,19 @@ import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
-from brainalign.config.params import load_params, section  # noqa: E402
-from brainalign.errors import ConfigError  # noqa: E402
+from brainalign.config.params import load_params  # noqa: E402
 from brainalign.files import atomic_path, write_json  # noqa: E402
-from brainalign.metrics.kvsk import ANCHORS  # noqa: E402
-from brainalign.metrics.table import model_dirs, score_model, summarise  # noqa: E402
+from brainalign.metrics.table import model_dirs, score_model, score_settings, summarise  # noqa: E402
 
 PREPARED, MODELS, TABLE, METRICS = "data/prepared", "data/models", "data/scores/scores.parquet", "metrics"
 
 
 def main() -> None:
-    settings = section(load_params(), "score", ["k", "n_draws", "seed", "anchor", "draws", "top_voxels"])
-    if settings["anchor"] not in ANCHORS:
-        raise ConfigError(f"params.yaml: score.anchor: expected one of {ANCHORS}, found {settings['anchor']!r}")
+    settings = score_settings(load_params())
     with tracking.stage_run("score", {"score": settings}):
         table = pd.concat([score_model(model, path, Path(PREPARED) / name, k=settings["k"],
                                        n_draws=settings["n_draws"], seed=settings["seed"], draws=settings["draws"],
-                                       dataset=name)
+                                       dataset=name, measures=settings["measures"])
                            for (model, name), path in model_dirs(MODELS).items()], ignore_index=True)
         with atomic_path(TABLE) as tmp:
             table.to_parquet(tmp, index=False)

