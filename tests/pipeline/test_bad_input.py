@@ -336,7 +336,7 @@ def test_nonfinite_voxel_fails_validation(tmp_path, value):
     data[5, 2] = value
     write_release(tmp_path, fmri_recording(responses=data))
     write_params(tmp_path, "hp_fmri", "raw")
-    stderr = fails_validation(tmp_path, "validate", MAT, "responses", "expect_column_values_to_be_between",
+    stderr = fails_validation(tmp_path, "validate", MAT, "data", "expect_column_values_to_be_between",
                               rows=["row 6 (index 5)"])
     assert f"row 6 (index 5): {value} (column 3; " in stderr
 
@@ -357,7 +357,7 @@ def test_a_missing_run_fails_validation(tmp_path):
     """Truth: every TR is labelled run 1, while params ask for runs [1, 2]; run 2 is the one missing."""
     write_release(tmp_path, fmri_recording(runs=np.ones(N_TRS, dtype=int)))
     write_params(tmp_path, "hp_fmri", "raw")
-    stderr = fails_validation(tmp_path, "validate", MAT, "run", "expect_column_distinct_values_to_contain_set")
+    stderr = fails_validation(tmp_path, "validate", MAT, "time[:, 1]", "expect_column_distinct_values_to_contain_set")
     assert "(expect_column_distinct_values_to_contain_set): missing 2\n" in stderr, stderr
 
 
@@ -367,7 +367,7 @@ def test_word_onsets_out_of_order_fail_validation(tmp_path):
     words.loc[[10, 11], "onset"] = words.loc[[11, 10], "onset"].to_numpy()
     write_release(tmp_path, fmri_recording(words=words))
     write_params(tmp_path, "hp_fmri", "raw")
-    stderr = fails_validation(tmp_path, "validate", MAT, "onset", "expect_column_values_to_be_between",
+    stderr = fails_validation(tmp_path, "validate", MAT, "words.start", "expect_column_values_to_be_between",
                               rows=["row 12 (index 11)"])
     assert "row 12 (index 11): 5.0 (after 5.5 on row 11 (index 10))" in stderr
 
@@ -389,7 +389,7 @@ def test_word_onsets_out_of_order_across_runs_fail_validation(tmp_path, damage):
         words.loc[10, "onset"] = np.nan
     write_release(tmp_path, fmri_recording(words=words))
     write_params(tmp_path, "hp_fmri", "raw")
-    fails_naming(tmp_path, "validate", f"{MAT}: onset: ")
+    fails_naming(tmp_path, "validate", f"{MAT}: words.start: ")
 
 
 def test_words_after_the_last_tr_fail_validation(tmp_path):
@@ -398,7 +398,7 @@ def test_words_after_the_last_tr_fail_validation(tmp_path):
                       ignore_index=True)
     write_release(tmp_path, fmri_recording(words=words))
     write_params(tmp_path, "hp_fmri", "raw")
-    stderr = fails_validation(tmp_path, "validate", MAT, "onset", "expect_column_values_to_be_between",
+    stderr = fails_validation(tmp_path, "validate", MAT, "words.start", "expect_column_values_to_be_between",
                               rows=[f"row {len(words)} (index {len(words) - 1})"])
     assert "170.0 (run 2 ends at 160.0 s)" in stderr
 
@@ -412,7 +412,7 @@ def test_validation_report_is_printed_once(tmp_path):
     write_params(tmp_path, "hp_fmri", "raw")
     code, stderr = stage(tmp_path, "validate")
     assert code == 1, stderr
-    assert stderr.count(f"{MAT}: responses: ") == 1, stderr
+    assert stderr.count(f"{MAT}: data: ") == 1, stderr
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ def test_validate_passes_and_fails(tmp_path, capsys):
     write_hp_fmri(_recording("1", nan=True), bad / "subject_1.mat")
     assert cli.main(["validate", str(bad), "--runs", "1", "2"]) == 1
     captured = capsys.readouterr()
-    assert "subject_1.mat: responses: responses are finite" in captured.err and "row 4 (index 3): nan" in captured.err
+    assert "subject_1.mat: data: responses are finite" in captured.err and "row 4 (index 3): nan" in captured.err
 
 
 def test_errors_are_one_line_and_exit_1(tmp_path, capsys):

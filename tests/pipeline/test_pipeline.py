@@ -317,7 +317,7 @@ def test_failed_validation_stops_the_pipeline(scratch):
         params.write_text(original.replace("  path: data/raw/fmri", "  path: bad_raw"))
         result = run(scratch, "dvc", "repro", check=False)
         assert result.returncode != 0
-        assert "subject_2.mat: responses: responses are finite" in result.stderr
+        assert "subject_2.mat: data: responses are finite" in result.stderr  # the release's field
         assert "prepare@fmri" not in stages_run(result)
         with store(scratch) as db:
             status = db.execute("select r.status from runs r join tags t on t.run_uuid = r.run_uuid "
