@@ -29,7 +29,6 @@ from brainalign.stimuli.tokens import tokenize_windows
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class NamedEncoder:
     """What a registered encoder name stands for.

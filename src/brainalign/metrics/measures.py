@@ -4,7 +4,8 @@ A measure is a function ``(y_true, y_pred, draws) -> ndarray of shape (n_channel
 run, registered with ``@MEASURES.register(name)``: ``y_true`` and ``y_pred`` are that run's responses and
 predictions (examples x channels); ``draws`` are its k vs k targets and distractors
 (:func:`brainalign.metrics.kvsk.draw_kvsk`), the same for every model so that comparisons are paired.
-Adding a measure is one more decorated function (here, or in its own module imported below).
+Adding a measure is one more decorated function here; one that needs more code goes in a module of its
+own, imported here so that the registry is complete whenever it is read.
 """
 
 from __future__ import annotations
