@@ -4,6 +4,8 @@
     brainalign ui [--port N]         the MLflow UI on 127.0.0.1 over this repository's store
     brainalign inspect PATH          summarise the recordings at PATH (--source hp_fmri|hp_meg|own)
     brainalign validate PATH         run the validation suites on the recordings at PATH
+    brainalign encode-features --model NAME --text FILE --out FILE.npy
+                                     every layer's word features of a text (as the features stage makes them)
 """
 
 from __future__ import annotations
@@ -141,6 +143,30 @@ def _validate(args: argparse.Namespace) -> None:
     report.raise_for_failure()
 
 
+def _encode_features(args: argparse.Namespace) -> None:
+    from brainalign.errors import InputError
+    from brainalign.features.layers import extract_features, load_feature_model
+
+    text = Path(args.text)
+    if not text.is_file():
+        raise InputError(text, "--text", "a text file", "no such file")
+    words = text.read_text(encoding="utf-8").split()
+    if not words:
+        raise InputError(text, "--text", "words separated by white space", "an empty file")
+    model = load_feature_model(args.model, seed=args.seed)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial.npy")
+    features = extract_features(model, words, context=args.context, pooling=args.pooling,
+                                batch_size=args.batch_size, out=tmp, seed=args.seed)
+    shape = features.shape
+    del features
+    os.replace(tmp, out)
+    print(f"{out}: {shape[0]} layers x {shape[1]} words x {shape[2]} features (float32; layer 0 the embeddings); "
+          f"load with numpy.load({str(out)!r}, mmap_mode='r')")
+    out.with_suffix(".words.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     go_offline(os.getcwd())
     parser = argparse.ArgumentParser(prog="brainalign", description=__doc__,
@@ -161,6 +187,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     validate.add_argument("--runs", type=int, nargs="+", default=[1, 2, 3, 4])
     validate.add_argument("--tr", type=float, default=2.0)
     validate.set_defaults(func=_validate)
+    encode = commands.add_parser("encode-features", help="every layer's features of each word of a text")
+    encode.add_argument("--model", required=True,
+                        help="minilm, <architecture>-untrained, random-<width>, or a local model directory")
+    encode.add_argument("--text", required=True, help="a text file (words separated by white space)")
+    encode.add_argument("--out", default="features.npy", help="where to write the (layers, words, width) array")
+    encode.add_argument("--context", type=int, default=20, help="preceding words in each word's window")
+    encode.add_argument("--pooling", default="last", choices=["last", "cls"])
+    encode.add_argument("--batch-size", type=int, default=32)
+    encode.add_argument("--seed", type=int, default=0)
+    encode.set_defaults(func=_encode_features)
     args = parser.parse_args(argv)
     return guarded(lambda: args.func(args))
 

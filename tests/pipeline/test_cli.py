@@ -112,3 +112,20 @@ def test_a_stage_loads_with_the_collector_off_and_works_with_it_on(tmp_path, mon
     finally:
         gc.enable()
     assert seen == [False, True] and gc.isenabled()
+
+
+def test_encode_features_writes_what_the_library_extracts(tmp_path, capsys):
+    """Truth: the library's features of the same words (a random embedding: a fixed vector per word type)."""
+    from brainalign.features.layers import extract_features, load_feature_model
+
+    text = tmp_path / "story.txt"
+    text.write_text("The cat sat.\nThe dog ran.\n", encoding="utf-8")
+    out = tmp_path / "out" / "features.npy"
+    assert cli.main(["encode-features", "--model", "random-16", "--text", str(text), "--out", str(out)]) == 0
+    assert "1 layers x 6 words x 16 features" in capsys.readouterr().out
+    expected = extract_features(load_feature_model("random-16"), "The cat sat. The dog ran.".split(), progress=False)
+    np.testing.assert_array_equal(np.load(out), expected)
+    assert (tmp_path / "out" / "features.words.txt").read_text().split() == ["The", "cat", "sat.", "The", "dog", "ran."]
+    assert not list((tmp_path / "out").glob(".*"))  # nothing half-written left behind
+    assert cli.main(["encode-features", "--model", "random-16", "--text", str(tmp_path / "missing.txt")]) == 1
+    assert "missing.txt" in capsys.readouterr().err

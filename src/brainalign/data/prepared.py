@@ -10,6 +10,8 @@ An example is a TR and the words of the 10 s before it (fMRI), or a content word
     <subject>/folds.json          leave-one-run-out splits (row indices into the examples)
     <subject>/space.npz           coords, affine, volume_shape (voxel data) for maps
     <subject>/channels.json       channel names (regions, sensor components), when the data have them
+    <subject>/words.parquet       the story's words: word, onset, duration, run (fixations dropped)
+    <subject>/trs.parquet         every TR of the recording (fMRI): time, run; ``examples.row`` indexes it
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class PreparedSubject:
     channel_names: list[str] | None = None
     modality: str = "fmri"
     source: str = "<memory>"
+    words: pd.DataFrame | None = None
+    trs: pd.DataFrame | None = None
 
 
 def prepare_recording(recording: Recording, drop_start: int = 20, drop_end: int = 15,
@@ -78,7 +82,14 @@ def prepare_recording(recording: Recording, drop_start: int = 20, drop_end: int 
                            folds=leave_one_run_out(examples["run"].to_numpy()), coords=recording.coords,
                            affine=recording.affine, volume_shape=recording.volume_shape,
                            channel_names=recording.channel_names, modality="fmri",
-                           source=recording.files["responses"])
+                           source=recording.files["responses"], words=_story(recording),
+                           trs=pd.DataFrame({"time": recording.times, "run": recording.runs}))
+
+
+def _story(recording: Recording) -> pd.DataFrame:
+    words = recording.story_words()
+    return pd.DataFrame({"word": words["word"].astype(str), "onset": words["onset"].astype(np.float64),
+                         "duration": words["duration"].astype(np.float64), "run": words["run"].astype(np.int64)})
 
 
 def _prepare_meg(recording: Recording, span: float) -> PreparedSubject:
@@ -103,7 +114,7 @@ def _prepare_meg(recording: Recording, span: float) -> PreparedSubject:
     responses = detrend_zscore(recording.responses[rows], runs[rows])
     return PreparedSubject(subject=recording.subject, examples=examples, responses=responses,
                            folds=leave_one_run_out(runs[rows]), channel_names=recording.channel_names,
-                           modality="meg", source=recording.files["responses"])
+                           modality="meg", source=recording.files["responses"], words=_story(recording))
 
 
 def _require_finite(recording: Recording, rows: np.ndarray) -> None:
@@ -148,6 +159,9 @@ def write_prepared(subjects: list[PreparedSubject], directory: str | os.PathLike
                          volume_shape=np.asarray(prepared.volume_shape))
             if prepared.channel_names is not None:
                 (folder / "channels.json").write_text(json.dumps(list(prepared.channel_names)) + "\n")
+            for name in ("words", "trs"):
+                if getattr(prepared, name) is not None:
+                    getattr(prepared, name).to_parquet(folder / f"{name}.parquet", index=False)
 
 
 def _require_same_channels(subjects: list[PreparedSubject]) -> None:
@@ -195,6 +209,8 @@ def read_prepared(directory: str | os.PathLike, subject: str) -> PreparedSubject
             coords, affine, shape = space["coords"], space["affine"], tuple(int(s) for s in space["volume_shape"])
     if (folder / "channels.json").exists():
         names = [str(n) for n in json.loads((folder / "channels.json").read_text())]
+    tables = {name: pd.read_parquet(folder / f"{name}.parquet") if (folder / f"{name}.parquet").exists() else None
+              for name in ("words", "trs")}
     return PreparedSubject(subject=subject, examples=examples, responses=responses, folds=folds,
                            coords=coords, affine=affine, volume_shape=shape, channel_names=names,
-                           modality=prepared_dataset(directory)["modality"], source=str(folder))
+                           modality=prepared_dataset(directory)["modality"], source=str(folder), **tables)

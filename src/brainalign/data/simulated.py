@@ -228,6 +228,10 @@ def window_features(config: SimulationConfig, encoder, words: pd.DataFrame, tr_t
     from brainalign.features.encoders import cls_features
     from brainalign.stimuli.windows import tr_windows
 
+    if config.cls_share == 0:
+        # No [CLS] part: the same draw keeps the random stream (and so the rest) unchanged, without the pass.
+        rng.standard_normal((encoder.width, config.n_features))
+        return np.zeros((len(tr_times), config.n_features))
     story = words.assign(run=assign_runs(words["onset"].to_numpy(), tr_times, tr_runs))
     windows = tr_windows(tr_times, tr_runs, story)
     has_words = windows["n_words"].to_numpy() > 0

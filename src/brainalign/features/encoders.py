@@ -77,6 +77,28 @@ def bert_base() -> NamedEncoder:
                         config=BertConfig(), tokenizer="minilm")
 
 
+@ENCODERS.register("gpt2")
+def gpt2() -> NamedEncoder:
+    # GPT-2 small's shape; no package ships its weights or its byte-level BPE, so the architecture reads
+    # the packaged MiniLM's WordPiece ids (all below GPT-2's vocabulary size).
+    from transformers import GPT2Config
+
+    return NamedEncoder("GPT-2 small (12 layers, 768 wide, causal): transformers.GPT2Config()'s defaults, "
+                        "MiniLM's WordPiece tokenizer", config=GPT2Config(), tokenizer="minilm")
+
+
+@ENCODERS.register("llama-135m")
+def llama_135m() -> NamedEncoder:
+    # SmolLM2-135M's shape (a Llama): the causal decoder family of the packaged SmolLM2, as an architecture.
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                         num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+                         rope_theta=100000.0, tie_word_embeddings=True)
+    return NamedEncoder("Llama with SmolLM2-135M's shape (30 layers, 576 wide, causal), MiniLM's WordPiece "
+                        "tokenizer", config=config, tokenizer="minilm")
+
+
 def named_encoder(name: str) -> NamedEncoder | None:
     """What a registered name stands for; None for any other name (a directory or a cached hub name)."""
     return ENCODERS.get(name)() if name in ENCODERS else None

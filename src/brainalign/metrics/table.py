@@ -25,6 +25,22 @@ def draw_seed(seed: int, subject: str, fold: int) -> list[int]:
 
 DEFAULT_MEASURES = ("accuracy_target", "accuracy_prediction", "r2", "pearson_r")
 KEYS = ["dataset", "model", "subject", "fold", "heldout_run", "seed", "voxel"]
+# Encoding models add which layer and feature space a row scores; the brain models read the last layer's
+# [CLS] (layer -1, feature space "cls"), so both kinds sit in one table.
+LAYER_KEYS = ["layer", "feature_space"]
+HEAD_LAYER, HEAD_SPACE = -1, "cls"
+
+
+def with_layer_keys(table: pd.DataFrame) -> pd.DataFrame:
+    """Brain-model rows with the layer keys of the one score table (the last layer's [CLS])."""
+    return table.assign(layer=HEAD_LAYER, feature_space=HEAD_SPACE)
+
+
+def brain_model_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the brain models (the seed paper's heads on [CLS]), without the encoding models'."""
+    if "feature_space" not in table.columns:
+        return table
+    return table[table["feature_space"] == HEAD_SPACE].reset_index(drop=True)
 SETTINGS = ("k", "n_draws", "seed", "anchor", "draws", "top_voxels", "measures")
 
 
@@ -96,7 +112,8 @@ def wide_scores(table: pd.DataFrame, anchor: str = "target") -> pd.DataFrame:
     if f"accuracy_{anchor}" not in set(table["measure"]):
         raise InputError("score table", "measure", f"accuracy_{anchor} (score.anchor is {anchor!r})",
                          f"measures {sorted(set(table['measure']))}")
-    wide = table.pivot(index=KEYS, columns="measure", values="value").reset_index()
+    keys = KEYS + [k for k in LAYER_KEYS if k in table.columns]
+    wide = table.pivot(index=keys, columns="measure", values="value").reset_index()
     wide.columns.name = None
     wide["accuracy"] = wide[f"accuracy_{anchor}"]
     return wide

@@ -4,6 +4,8 @@
   for each initialisation they share, their comparison curves, a related-samples t-test per voxel with
   Benjamini-Hochberg FDR (on the voxels the models predict above chance: :func:`chance_screen`), and a
   paired test across participants;
+- which voxels a model predicts above chance (:func:`above_chance`, a circular-shift null with BH FDR):
+  the voxels its accuracy maps show;
 - attention from ``[CLS]`` (Figure 4): the base encoder against each fine-tuned encoder, on the held-out
   windows of the run that encoder never trained on;
 - which examples changed: per example, the percent change of the prediction-to-target distance after
@@ -16,7 +18,7 @@ The numerics live in :mod:`brainalign.metrics.comparisons`, :mod:`brainalign.fea
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,26 +70,55 @@ class PairComparison:
     across_participants: dict
 
 
-def chance_screen(wide: pd.DataFrame, dataset: str, models: tuple[str, str], subject: str, seeds: list[int],
-                  models_root: str | os.PathLike, prepared_dir: str | os.PathLike, scoring: dict, q: float,
-                  n_shifts: int = 10) -> np.ndarray:
-    """The voxels two models predict above chance, from every held-out run both were scored on.
+#: Circular shifts per held-out run of the chance tests (:func:`above_chance`): pooled over voxels, ten are plenty.
+N_SHIFTS = 10
 
-    Per run: the observed statistic is the accuracy averaged over both models and ``seeds`` (from the
-    score table, so it is the accuracy the t-test compares); its chance distribution comes from
-    ``n_shifts`` circular shifts of the first seed's predictions of both models, drawn with the score
-    stage's draws (``scoring``: its ``k``, ``n_draws``, ``seed``, ``draws`` and ``anchor``). Other seeds
-    are highly correlated with the first, and the variance of a mean is at most the mean of the variances,
-    so the null of one seed bounds that of the seed average from above: the screen errs conservative.
-    Returns a boolean mask over channels (:func:`brainalign.metrics.comparisons.predictable_voxels`).
+
+@dataclass
+class ChanceTest:
+    """Per voxel, one participant's accuracy against its circular-shift null (:func:`above_chance`).
+
+    ``table``: :func:`brainalign.metrics.comparisons.predictable_voxels` (``voxel``, ``z``, ``p``,
+    ``predictable``); ``n_runs``: the held-out runs it pools; ``n_shifts``: the shifts of the run with fewest.
     """
+
+    table: pd.DataFrame
+    n_runs: int
+    n_shifts: int
+
+    @property
+    def passes(self) -> np.ndarray:
+        """Boolean mask over channels: the voxels above chance at the test's FDR."""
+        return self.table["predictable"].to_numpy()
+
+
+def above_chance(wide: pd.DataFrame, dataset: str, models: Sequence[str], subject: str, seeds: list[int],
+                 models_root: str | os.PathLike, prepared_dir: str | os.PathLike, scoring: dict, q: float,
+                 n_shifts: int = N_SHIFTS) -> ChanceTest:
+    """Which voxels one model (or the mean of several) predicts above chance, from every held-out run scored.
+
+    ``models`` are read from ``models_root/<model>/<dataset>`` (their predictions) and from ``wide`` (their
+    scores); one model tests that model's map, two the voxels a comparison tests (:func:`chance_screen`).
+    Per held-out run on which every model was scored with every seed of ``seeds``: the observed statistic
+    is the accuracy averaged over ``models`` and ``seeds`` (from the score table, so it is the accuracy the
+    maps show and the t-test compares); its chance distribution comes from ``n_shifts`` circular shifts of
+    the first seed's predictions of every model, drawn with the score stage's draws (``scoring``: its ``k``,
+    ``n_draws``, ``seed``, ``draws`` and ``anchor``). Other seeds are highly correlated with the first, and
+    the variance of a mean is at most the mean of the variances, so the null of one seed bounds that of the
+    seed average from above: the test errs conservative, and costs one seed's shifts whatever the seeds.
+    Runs combine as a z-score that allows for their correlation (each run's model trained on the others),
+    one-sided, Benjamini-Hochberg at ``q`` over voxels (:func:`brainalign.metrics.comparisons.predictable_voxels`).
+    """
+    models = list(models)
+    if not models or not seeds:
+        raise InputError(str(models_root), "models", "at least one model and one seed", f"{models}, seeds {seeds}")
     data = read_prepared(prepared_dir, subject)
     rows = wide[(wide["dataset"] == dataset) & (wide["subject"] == subject) & wide["model"].isin(models)
                 & wide["seed"].isin(seeds)]
     observed, nulls = [], []
     for fold in data.folds:
         scored = rows[rows["fold"] == fold.index]
-        if scored.groupby("model")["seed"].nunique().reindex(list(models)).fillna(0).min() < len(seeds):
+        if scored.groupby("model")["seed"].nunique().reindex(models).fillna(0).min() < len(seeds):
             continue  # a run one of the models was not scored on with every seed
         observed.append(scored.groupby("voxel")["accuracy"].mean().sort_index().to_numpy())
         y_true = data.responses[fold.test]
@@ -100,8 +131,19 @@ def chance_screen(wide: pd.DataFrame, dataset: str, models: tuple[str, str], sub
                                      anchor=scoring["anchor"]))
     if not observed:
         raise InputError(str(models_root), "predictions", f"held-out runs of participant {subject} scored for "
-                         f"{models[0]} and {models[1]} with seeds {seeds}", "none")
-    return predictable_voxels(np.array(observed), nulls, q)["predictable"].to_numpy()
+                         f"{' and '.join(models)} with seeds {seeds}", "none")
+    return ChanceTest(predictable_voxels(np.array(observed), nulls, q), len(observed), min(len(n) for n in nulls))
+
+
+def chance_screen(wide: pd.DataFrame, dataset: str, models: tuple[str, str], subject: str, seeds: list[int],
+                  models_root: str | os.PathLike, prepared_dir: str | os.PathLike, scoring: dict, q: float,
+                  n_shifts: int = N_SHIFTS) -> np.ndarray:
+    """The voxels two models predict above chance: :func:`above_chance` of the pair's mean accuracy.
+
+    Returns a boolean mask over channels, the voxels a comparison's t-test tests.
+    """
+    return above_chance(wide, dataset, models, subject, seeds, models_root, prepared_dir, scoring, q,
+                        n_shifts=n_shifts).passes
 
 
 def compare_pair(means: pd.DataFrame, dataset: str, model_a: str, model_b: str, q: float = 0.01,

@@ -50,22 +50,35 @@ def accuracy_distribution(voxel_scores: pd.DataFrame, path: str | os.PathLike, b
     return table
 
 
-def glass_brain(values: np.ndarray, coords: np.ndarray, affine: np.ndarray, shape: tuple[int, int, int],
-                path: str | os.PathLike, title: str, threshold: float = 0.5, vmax: float | None = None) -> None:
-    """A glass-brain map of per-voxel values on the MNI template (nilearn; offline)."""
+def glass_brain(values: np.ndarray, shown: np.ndarray, coords: np.ndarray, affine: np.ndarray,
+                shape: tuple[int, int, int], path: str | os.PathLike, title: str,
+                vmax: float | None = None) -> pd.DataFrame:
+    """A glass-brain map of per-voxel values on the MNI template (nilearn; offline), drawing only ``shown``.
+
+    ``shown`` (boolean, one per voxel) says which voxels the map draws: those a test passed. The CSV beside
+    the PNG holds every voxel (``voxel``, ``i``, ``j``, ``k``, ``value``, ``shown``), and is returned.
+    """
     import nibabel as nib
     from nilearn import plotting
 
+    values, shown, coords = np.asarray(values, dtype=np.float64), np.asarray(shown), np.asarray(coords)
+    if shown.dtype != bool or shown.shape != values.shape or values.ndim != 1 or coords.shape != (len(values), 3):
+        raise InputError("glass_brain", "values/shown/coords", "per voxel: a value, a boolean and three indices",
+                         f"shapes {values.shape}, {shown.shape} ({shown.dtype}) and {coords.shape}")
     volume = np.zeros(shape, dtype=np.float32)
-    volume[tuple(np.asarray(coords).T)] = values
+    volume[tuple(coords[shown].T)] = values[shown]
     image = nib.Nifti1Image(volume, affine)
-    display = plotting.plot_glass_brain(image, threshold=threshold, colorbar=True, plot_abs=False,
+    # Every shown voxel is drawn (nilearn hides |value| <= threshold; the rest of the volume is 0). On a black
+    # background, since cold_hot runs to white at vmax: the best voxels would vanish on white.
+    display = plotting.plot_glass_brain(image, threshold=1e-12, colorbar=True, plot_abs=False, black_bg=True,
                                         title=title, vmax=vmax, cmap="cold_hot")
-    table = pd.DataFrame({"i": coords[:, 0], "j": coords[:, 1], "k": coords[:, 2], "value": values})
+    table = pd.DataFrame({"voxel": np.arange(len(values)), "i": coords[:, 0], "j": coords[:, 1], "k": coords[:, 2],
+                          "value": values, "shown": shown})
     with atomic_path(path) as tmp:
         display.savefig(str(tmp), dpi=100)
     display.close()
     _write_csv(table, path)
+    return table
 
 
 def channel_accuracy(voxel_scores: pd.DataFrame, channel_names: list[str], path: str | os.PathLike,

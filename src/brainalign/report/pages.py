@@ -19,10 +19,12 @@ from brainalign.data.prepared import read_prepared
 from brainalign.errors import ConfigError, InputError
 from brainalign.files import atomic_path, write_json
 from brainalign.finetuning.recipes import RECIPES
-from brainalign.metrics.table import summarise, voxel_means, wide_scores
+from brainalign.metrics.comparisons import combined_predictable
+from brainalign.metrics.table import brain_model_rows, summarise, wide_scores
 from brainalign.nlu.sample import NOTICE as GLUE_NOTICE
 from brainalign.report import figures
 from brainalign.report.analyses import (
+    above_chance,
     attention_by_model,
     chance_screen,
     changed_examples,
@@ -30,46 +32,70 @@ from brainalign.report.analyses import (
     seed_matrix,
     seed_means,
 )
+from brainalign.report.encoding import encoding_figures, encoding_tables
 from brainalign.report.html import Figure, write_report
 
 GLUE_TABLE = "reports/glue/table1.csv"
 PREPARED, FEATURES, MODELS_ROOT, TABLE = \
     "data/prepared", "data/features", "data/models", "data/scores/scores.parquet"
 FIGURES, REPORT = "reports/figures", "reports/index.html"
-KEYS = ["map_threshold", "map_vmax", "comparisons", "q", "map_screen", "changed_threshold", "attention", "features"]
+KEYS = ["map_vmax", "comparisons", "q", "map_screen", "changed_threshold", "attention", "features"]
 
 
-def score_figures(means: pd.DataFrame, out: Path, settings: dict) -> list[Figure]:
-    """Per dataset and model: the accuracy distribution, and the figure its channels call for."""
+def score_figures(wide: pd.DataFrame, out: Path, settings: dict, scoring: dict) -> list[Figure]:
+    """Per dataset and model: the accuracy distribution, and the figure its channels call for.
+
+    Voxel datasets get one glass brain per participant and, when the participants share one voxel space,
+    one of their mean; each shows only the voxels whose accuracy passes a test against chance
+    (:func:`brainalign.report.analyses.above_chance`; for the mean, the participants' z combined,
+    :func:`brainalign.metrics.comparisons.combined_predictable`), Benjamini-Hochberg at ``report.q``.
+    """
+    means = wide.groupby(["dataset", "model", "subject", "voxel"], sort=False)["accuracy"].mean().reset_index()
+    q, k, vmax = settings["q"], int(scoring["k"]), settings["map_vmax"]
     shown = []
     for (name, model), scores in means.groupby(["dataset", "model"], sort=False):
         stem = f"{model}_{name}"
         figures.accuracy_distribution(scores, out / f"{stem}_accuracy_distribution.png")
-        shown.append(Figure(f"Scores: {model}", f"{model} on {name}: distribution of 20 vs 20 accuracy",
+        shown.append(Figure(f"Scores: {model}", f"{model} on {name}: distribution of {k} vs {k} accuracy",
                             out / f"{stem}_accuracy_distribution.png", "Per channel, mean over held-out runs and "
                             "initialisations; chance (0.5) dashed."))
         spaces = {}
         for subject, voxels in scores.groupby("subject", sort=False):
             space = read_prepared(Path(PREPARED) / name, str(subject))
             if space.coords is not None:
-                spaces[subject] = (space, voxels.sort_values("voxel")["accuracy"].to_numpy())
-        for subject, (space, accuracy) in spaces.items():
+                rows = wide[(wide["dataset"] == name) & (wide["model"] == model) & (wide["subject"] == subject)]
+                seeds = sorted(int(s) for s in rows["seed"].unique())
+                test = above_chance(wide, name, [model], str(subject), seeds, MODELS_ROOT, Path(PREPARED) / name,
+                                    scoring, q=q)
+                spaces[subject] = (space, voxels.sort_values("voxel")["accuracy"].to_numpy(), test, len(seeds))
+        for subject, (space, accuracy, test, n_seeds) in spaces.items():
             path = out / f"{stem}_glass_brain_{subject}.png"
-            figures.glass_brain(accuracy, space.coords, space.affine, space.volume_shape, path,
-                                title=f"{model} ({name}), participant {subject}: 20 vs 20 accuracy",
-                                threshold=settings["map_threshold"], vmax=settings["map_vmax"])
+            passes = test.passes
+            figures.glass_brain(accuracy, passes, space.coords, space.affine, space.volume_shape, path,
+                                title=f"{model} ({name}), participant {subject}: {int(passes.sum()):,} voxels pass",
+                                vmax=vmax)
             shown.append(Figure(f"Scores: {model}", f"{model} on {name}, participant {subject}: accuracy map",
-                                path, f"Voxels above {settings['map_threshold']}."))
-        shared = [sp for sp, _ in spaces.values()]
+                                path, f"Voxels whose held-out {k} vs {k} accuracy (mean over {test.n_runs} held-out "
+                                f"run(s) and {n_seeds} initialisation(s)) is above a circular-shift null "
+                                f"({test.n_shifts} shifts per held-out run), Benjamini-Hochberg FDR q = {q}: "
+                                f"{_passing(accuracy, passes)} Colour up to {vmax}."))
+        shared = [sp for sp, *_ in spaces.values()]
         if len(shared) > 1 and all(np.array_equal(sp.coords, shared[0].coords) for sp in shared):
-            # Participants in one voxel space (MNI, same mask): the group mean halves the null's spread.
+            # Participants in one voxel space (MNI, same mask): a voxel shown passes the test of the mean.
             path = out / f"{stem}_glass_brain_mean.png"
-            figures.glass_brain(np.mean([acc for _, acc in spaces.values()], axis=0), shared[0].coords,
-                                shared[0].affine, shared[0].volume_shape, path,
-                                title=f"{model} ({name}), mean of {len(shared)} participants: 20 vs 20 accuracy",
-                                threshold=settings["map_threshold"], vmax=settings["map_vmax"])
+            accuracy = np.mean([acc for _, acc, *_ in spaces.values()], axis=0)
+            tests = [test for _, _, test, _ in spaces.values()]
+            combined = combined_predictable(np.array([t.table["z"].to_numpy() for t in tests]), q)
+            passes = combined["predictable"].to_numpy()
+            figures.glass_brain(accuracy, passes, shared[0].coords, shared[0].affine, shared[0].volume_shape, path,
+                                title=f"{model} ({name}), mean of {len(shared)}: {int(passes.sum()):,} voxels pass",
+                                vmax=vmax)
             shown.append(Figure(f"Scores: {model}", f"{model} on {name}: accuracy map, mean of participants", path,
-                                f"Voxels above {settings['map_threshold']}, mean of the participants."))
+                                f"Voxels whose held-out {k} vs {k} accuracy, mean of the {len(shared)} participants, "
+                                f"is above chance: each participant's z against the circular-shift null "
+                                f"({min(t.n_shifts for t in tests)} shifts per held-out run) combined as Stouffer's "
+                                f"sum / √{len(shared)}, Benjamini-Hochberg FDR q = {q}: "
+                                f"{_passing(accuracy, passes)} Colour up to {vmax}."))
         first = read_prepared(Path(PREPARED) / name, str(scores["subject"].iloc[0]))
         if first.modality == "meg":
             path = out / f"{stem}_time_course.png"
@@ -82,6 +108,12 @@ def score_figures(means: pd.DataFrame, out: Path, settings: dict) -> list[Figure
                                      title=f"{model} ({name}): 20 vs 20 accuracy per region")
             shown.append(Figure(f"Scores: {model}", f"{model} on {name}: accuracy per region", path))
     return shown
+
+
+def _passing(accuracy: np.ndarray, passes: np.ndarray) -> str:
+    """The caption's count: "123 of 8,712 voxels pass (lowest shown accuracy 0.61)."."""
+    count = f"{int(passes.sum()):,} of {len(passes):,} voxels pass"
+    return f"{count} (lowest shown accuracy {accuracy[passes].min():.2f})." if passes.any() else f"{count}."
 
 
 def comparison_figures(wide: pd.DataFrame, out: Path, settings: dict, scoring: dict) -> tuple[list[Figure], pd.DataFrame]:
@@ -187,7 +219,8 @@ def report_settings(params: dict) -> dict:
 
 def pipeline_stages(params: dict) -> list[str]:
     """The DVC stages of the pipeline, in order, as params.yaml's datasets and the recipes make them."""
-    stages = ["simulate"] + [f"{stage}@{name}" for stage in ("validate", "prepare", "encode") for name in params["datasets"]]
+    stages = ["simulate"] + [f"{stage}@{name}" for stage in ("validate", "prepare", "encode", "features", "encoding")
+                             for name in params["datasets"]]
     for name in sorted(RECIPES.names(), key=lambda n: not RECIPES.get(n).per_dataset):
         recipe = RECIPES.get(name)
         stages += [recipe.stage(d) for d in params["datasets"]] if recipe.per_dataset else [recipe.stage(None)]
@@ -201,12 +234,13 @@ def write_figures(params: dict, settings: dict, out: str | Path = FIGURES) -> tu
     anchor = scoring["anchor"]
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
-        table = pd.read_parquet(TABLE)
+        table = brain_model_rows(pd.read_parquet(TABLE))
         wide = wide_scores(table, anchor)
-        shown = score_figures(voxel_means(table, anchor), tmp, settings)
+        shown = score_figures(wide, tmp, settings, scoring)
         pairs, tests = comparison_figures(wide, tmp, settings, scoring)
         shown += pairs
         shown += model_figures(params, tmp, settings)
+        shown += encoding_figures(tmp, q=section(params, "encoding")["q"], vmax=None)
         write_json(tmp / "comparison_tests.json", tests.to_dict(orient="records"))
     return [Figure(f.section, f.title, Path(out) / f.png.relative_to(tmp), f.caption) for f in shown], tests
 
@@ -215,12 +249,13 @@ def write_page(params: dict, shown: list[Figure], tests: pd.DataFrame, runs: lis
                ) -> None:
     """``reports/index.html``: the configuration, the score summary, every figure, the tables and ``runs``."""
     scoring = section(params, "score")
-    summary = summarise(pd.read_parquet(TABLE), top=scoring["top_voxels"], anchor=scoring["anchor"])
+    summary = summarise(brain_model_rows(pd.read_parquet(TABLE)), top=scoring["top_voxels"], anchor=scoring["anchor"])
     notes = []
     if any(spec.get("source") == "simulated" for spec in params["datasets"].values()):
         notes.append("The recordings are simulated by brainalign (simulate stage), written in the real releases' "
                      "formats: these are not results about brains.")
     tables = {"Paired tests across participants": tests} if len(tests) else {}
+    tables.update(encoding_tables())
     if Path(GLUE_TABLE).exists():  # always under dvc repro (a dependency); a stage run by hand may lack it
         glue = pd.read_csv(GLUE_TABLE)
         if not {"task", "metric"} <= set(glue.columns):
