@@ -27,6 +27,7 @@ RESULTS = {
     "the report: open it in a browser (configuration, scores, every figure, MLflow run ids)": "reports/index.html",
     "score table (Parquet, long: model x participant x fold x seed x voxel x measure)": "data/scores/scores.parquet",
     "metrics (DVC metrics; `dvc metrics show`)": "metrics/",
+    "encoding models: per-layer scores, shift-null tests, noise ceilings, layer curves": "data/encoding/",
     "figures (PNG, each with the CSV of its numbers)": "reports/figures/",
     "held-out predictions and checkpoints of every model (npy, safetensors + JSON cards)": "data/models/",
     "task store: every training task's spec, checkpoint and results (a cache)": "data/tasks/",

@@ -32,12 +32,14 @@ def backend(device: str = "cpu") -> Iterator[str]:
     """himalaya's backend for ``device`` (``cpu``, ``cuda`` or ``auto``) inside the block."""
     from himalaya.backend import get_backend, set_backend
 
-    if device == "auto":
-        import torch
+    import torch
 
+    if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device not in BACKENDS:
         raise ConfigError(f"params.yaml: encoding.device: expected auto, cpu or cuda, found {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("params.yaml: encoding.device: cuda, but torch sees no CUDA device here (use auto or cpu)")
     previous = get_backend()
     set_backend(BACKENDS[device], on_error="raise")
     try:

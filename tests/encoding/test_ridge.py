@@ -94,3 +94,22 @@ def test_too_few_runs_is_a_clear_error():
     x, y, runs = make_case(n_runs=2)
     with pytest.raises(InputError, match="at least 3 runs"):
         cv_predictions(x, y, runs)
+
+
+def test_backend_is_restored_and_cuda_without_a_gpu_is_a_clear_error():
+    import torch
+    from himalaya.backend import get_backend, set_backend
+
+    from brainalign.errors import ConfigError
+
+    set_backend("numpy")
+    with backend("cpu") as name:
+        assert name == "numpy"
+    assert get_backend().name == "numpy"
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            with backend("cuda"):
+                pass
+    with pytest.raises(ConfigError, match="encoding.device"):
+        with backend("tpu"):
+            pass

@@ -13,8 +13,19 @@ from brainalign.finetuning.tasks import encoder_files
 
 
 def test_registered_encoders():
-    assert ENCODERS.names() == ["bert-base", "minilm"]
+    assert ENCODERS.names() == ["bert-base", "gpt2", "llama-135m", "minilm"]
     assert named_encoder("some/local/dir") is None
+
+
+def test_causal_architectures_have_the_published_shapes():
+    from brainalign.features.layers import is_causal
+
+    gpt2, llama = named_encoder("gpt2").config, named_encoder("llama-135m").config
+    assert (gpt2.n_layer, gpt2.n_embd, gpt2.vocab_size) == (12, 768, 50257)  # GPT-2 small
+    # SmolLM2-135M (its config.json): 30 layers, 576 wide, 9 heads over 3 key-value heads, 1536 MLP.
+    assert (llama.num_hidden_layers, llama.hidden_size, llama.num_attention_heads, llama.num_key_value_heads,
+            llama.intermediate_size) == (30, 576, 9, 3, 1536)
+    assert is_causal(gpt2) and is_causal(llama) and not is_causal(named_encoder("bert-base").config)
 
 
 def test_minilm_is_the_folder_inside_its_package():
@@ -45,4 +56,4 @@ def test_bert_base_is_an_architecture_built_untrained_with_the_minilm_tokenizer(
 def test_an_unknown_name_lists_the_registered_encoders(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_encoder(str(tmp_path / "no-such-encoder"))
-    assert "expected one of the encoders bert-base, minilm, a local model directory" in str(info.value)
+    assert "expected one of the encoders bert-base, gpt2, llama-135m, minilm, a local model directory" in str(info.value)

@@ -28,7 +28,7 @@ from PIL import Image
 
 from brainalign.data.hp_fmri import read_hp_fmri, write_hp_fmri
 from brainalign.data.simulated import read_truth
-from brainalign.metrics.table import voxel_means, wide_scores
+from brainalign.metrics.table import brain_model_rows, voxel_means, wide_scores
 
 pytestmark = pytest.mark.pipeline
 
@@ -84,7 +84,8 @@ def scratch(tmp_path_factory) -> Path:
 
 STAGES = {"simulate", "score", "report", "glue"} | {
     f"train@{model}" for model in ("finetuned", "participant_transfer", "meg_transfer", "joint")} | {
-    f"{stage}@{name}" for stage in ("validate", "prepare", "encode", "vanilla") for name in ("fmri", "meg")}
+    f"{stage}@{name}" for stage in ("validate", "prepare", "encode", "features", "encoding", "vanilla")
+    for name in ("fmri", "meg")}
 MODELS = ("vanilla", "finetuned", "participant_transfer", "meg_transfer", "joint")
 # The default parameters, made small enough for a test: DVC's mechanics do not depend on the size.
 SCRATCH = {"simulate.subjects": 2, "simulate.words_per_run": 240, "simulate.resolution_mm": 8,
@@ -94,7 +95,8 @@ SCRATCH = {"simulate.subjects": 2, "simulate.words_per_run": 240, "simulate.reso
            "meg_transfer.meg_full_epochs": 1, "meg_transfer.head_epochs": 1, "meg_transfer.full_epochs": 1,
            "joint.head_epochs": 1, "joint.full_epochs": 1, "participant_transfer.source": "1",
            "glue.tasks": ["SST-2"], "glue.sample.train": 64, "glue.sample.dev": 32, "glue.sample.epochs": 1,
-           "report.comparisons": [["vanilla", "finetuned"], ["vanilla", "joint"]]}
+           "report.comparisons": [["vanilla", "finetuned"], ["vanilla", "joint"]],
+           "encoding.models": ["minilm", "random-16"], "encoding.low_level": ["word_length"]}
 
 
 def prepared_ids(root: Path, dataset: str = "fmri") -> list[str]:
@@ -109,7 +111,18 @@ def test_outputs_exist(scratch):
     """The score table, metrics and figures are where the README says, with the right content."""
     table = pd.read_parquet(scratch / "data/scores/scores.parquet")
     assert list(table.columns) == ["dataset", "model", "subject", "fold", "heldout_run", "seed", "voxel", "measure",
-                                   "value"]  # long format
+                                   "value", "layer", "feature_space"]  # long format
+    # The encoding models sit in the same table: every layer of MiniLM (embeddings + 6), one of the others.
+    encoding = table[table["feature_space"] != "cls"]
+    assert encoding.groupby("model")["layer"].nunique().to_dict() == {"minilm": 7, "random-16": 1, "word_length": 1}
+    assert set(encoding["measure"]) == {"pearson_r", "r2", "accuracy_target"}
+    assert set(encoding["heldout_run"]) == {1, 2, 3, 4}  # every run held out once
+    summary = json.loads((scratch / "data/encoding/fmri/summary.json").read_text())
+    assert summary["ceiling"] is None and "at least 3 participants" in summary["ceiling_note"]  # 2 participants
+    assert (scratch / "reports/figures/encoding_fmri_layers.png").exists()
+    assert set(json.loads((scratch / "metrics/encoding_meg.json").read_text())) == {"ceiling", "minilm", "random-16",
+                                                                                    "word_length"}
+    table = table[table["feature_space"] == "cls"].drop(columns=["layer", "feature_space"])
     assert set(table["measure"]) == {"accuracy_target", "accuracy_prediction", "r2", "pearson_r"}
     assert table.groupby(["dataset", "model", "subject", "fold", "seed", "voxel"]).size().eq(4).all()
     table = wide_scores(table)
@@ -178,7 +191,7 @@ def test_glue_table_and_runs(scratch):
 
 def test_vanilla_accuracy_against_ground_truth(scratch):
     """Responsive voxels clearly above chance; pure-noise voxels within 0.5 +- 0.03 (simulation's truth)."""
-    means = voxel_means(pd.read_parquet(scratch / "data/scores/scores.parquet"))
+    means = voxel_means(brain_model_rows(pd.read_parquet(scratch / "data/scores/scores.parquet")))
     for subject, group in means[(means["dataset"] == "fmri") & (means["model"] == "vanilla")].groupby("subject"):
         truth = read_truth(scratch / "data/truth", str(subject), "fmri")
         accuracy = group.sort_values("voxel")["accuracy"].to_numpy()
@@ -265,12 +278,13 @@ def test_mlflow_records(scratch):
                     f"loss.fmri/{s}" for s in subjects}
 
 
-def test_score_parameter_reruns_only_score_and_report(scratch):
+def test_score_parameter_reruns_only_the_stages_that_score(scratch):
+    # The encoding models draw the same 20 vs 20 draws as the brain models (paired): they re-score too.
     params = scratch / "params.yaml"
     original = params.read_text()
     try:
         params.write_text(original.replace("  n_draws: 1000", "  n_draws: 300"))
-        assert stages_run(run(scratch, "dvc", "repro")) == {"score", "report"}
+        assert stages_run(run(scratch, "dvc", "repro")) == {"score", "report", "encoding@fmri", "encoding@meg"}
     finally:
         params.write_text(original)
         run(scratch, "dvc", "repro")  # back to the committed state (restored from the run cache)

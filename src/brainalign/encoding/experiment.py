@@ -47,6 +47,7 @@ class EncodingSettings:
     n_shifts: int = 10
     q: float = 0.05
     tr: float | None = None
+    banded: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in self.measures:
@@ -128,7 +129,45 @@ def encode_layers(subject: PreparedSubject, features: np.ndarray, model: str, se
                     "heldout_run": fold.heldout_run, "seed": seed, "voxel": np.arange(n_channels),
                     "measure": name, "value": value, "layer": layer, "feature_space": feature_space}))
         tests.append(test.assign(layer=layer))
-    return pd.concat(frames, ignore_index=True), pd.concat(tests, ignore_index=True)
+    scores = pd.concat(frames, ignore_index=True)
+    if settings.banded and feature_space == "contextual":
+        scores = pd.concat([scores, banded_scores(subject, features, model, scores, settings, dataset, seed)],
+                           ignore_index=True)
+    return scores, pd.concat(tests, ignore_index=True)
+
+
+def banded_scores(subject: PreparedSubject, features: np.ndarray, model: str, scores: pd.DataFrame,
+                  settings: EncodingSettings, dataset: str = "", seed: int = 0) -> pd.DataFrame:
+    """Banded ridge over the low-level spaces ``settings.banded`` and the model's best layer (by mean held-out
+    r): per held-out run, each space's split R² (himalaya's ``r2_score_split``, measure ``r2_split``) and the
+    joint model's Pearson r; the rows' model is ``<model>+<space>+...``, their feature space each space's name.
+    """
+    from himalaya.scoring import r2_score_split
+
+    from brainalign.ridge import banded_predictions
+
+    r = scores[scores["measure"] == "pearson_r"].groupby("layer")["value"].mean().fillna(-np.inf)
+    best = int(r.idxmax())
+    low = low_level_spaces(subject, list(settings.banded))
+    names = [*settings.banded, model]
+    spaces = [design_matrix(low[n][0], subject, settings.tr, settings.delays, settings.downsample, source=n)
+              for n in settings.banded]
+    spaces.append(design_matrix(np.asarray(features[best]), subject, settings.tr, settings.delays,
+                                settings.downsample, source=model))
+    fitted = banded_predictions(spaces, subject.responses, subject.examples["run"].to_numpy(), settings.alphas)
+    joint, rows = "+".join(names), []
+    n = subject.responses.shape[1]
+    for fold in subject.folds:
+        y = subject.responses[fold.test] - subject.responses[fold.test].mean(0)
+        split = np.asarray(r2_score_split(y, fitted.split[:, fold.test]))
+        parts = [(name, "r2_split", split[i], best if name == model else 0) for i, name in enumerate(names)]
+        parts.append(("banded", "pearson_r", pearson_r(subject.responses[fold.test], fitted.predictions[fold.test]),
+                      best))
+        for space, measure, value, layer in parts:
+            rows.append(pd.DataFrame({"dataset": dataset, "model": joint, "subject": subject.subject, "fold": fold.index,
+                                      "heldout_run": fold.heldout_run, "seed": seed, "voxel": np.arange(n),
+                                      "measure": measure, "value": value, "layer": layer, "feature_space": space}))
+    return pd.concat(rows, ignore_index=True)
 
 
 def usable_low_level(modality: str, names: list[str] | tuple[str, ...]) -> list[str]:

@@ -15,7 +15,7 @@ from brainalign.encoding.tasks import Extraction
 from brainalign.errors import ConfigError, InputError
 from brainalign.features.layers import POOLINGS, parse_feature_model
 
-KEYS = ["models", "low_level", "context", "pooling", "batch_size", "max_length", "seed", "downsample", "delays",
+KEYS = ["models", "low_level", "banded", "context", "pooling", "batch_size", "max_length", "seed", "downsample", "delays",
         "alphas", "n_shifts", "q", "ceiling_bootstraps", "channels", "device"]
 CHANNELS = ("language", "all")
 
@@ -27,8 +27,9 @@ def encoding_section(params: dict) -> dict:
         raise ConfigError(f"params.yaml: encoding.models: expected a list of distinct model names, found {models!r}")
     for model in models:
         parse_feature_model(model)
-    if not isinstance(values["low_level"], list):
-        raise ConfigError(f"params.yaml: encoding.low_level: expected a list, found {values['low_level']!r}")
+    for key in ("low_level", "banded"):
+        if not isinstance(values[key], list):
+            raise ConfigError(f"params.yaml: encoding.{key}: expected a list, found {values[key]!r}")
     if values["pooling"] not in POOLINGS:
         raise ConfigError(f"params.yaml: encoding.pooling: expected one of {POOLINGS}, found {values['pooling']!r}")
     if values["channels"] not in CHANNELS:
@@ -55,7 +56,8 @@ def fit_settings(params: dict, score: dict) -> EncodingSettings:
     return EncodingSettings(delays=tuple(int(d) for d in values["delays"]), downsample=values["downsample"],
                             alphas=np.logspace(float(low), float(high), int(count)), measures=ENCODING_MEASURES,
                             k=int(score["k"]), n_draws=int(score["n_draws"]), score_seed=int(score["seed"]),
-                            draws=score["draws"], n_shifts=int(values["n_shifts"]), q=float(values["q"]))
+                            draws=score["draws"], n_shifts=int(values["n_shifts"]), q=float(values["q"]),
+                            banded=tuple(str(b) for b in values["banded"]))
 
 
 def story_of(prepared_dir: str | os.PathLike, read: Callable) -> pd.DataFrame:

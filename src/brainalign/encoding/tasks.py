@@ -179,7 +179,7 @@ class FitTask:
     @property
     def encoding_settings(self) -> EncodingSettings:
         values = json.loads(self.settings_json)
-        return EncodingSettings(**{**values, "delays": tuple(values["delays"]),
+        return EncodingSettings(**{**values, "delays": tuple(values["delays"]), "banded": tuple(values["banded"]),
                                    "measures": tuple(values["measures"]), "alphas": np.asarray(values["alphas"])})
 
 
@@ -187,6 +187,7 @@ def settings_json(settings: EncodingSettings) -> str:
     values = asdict(settings)
     values["alphas"] = [float(a) for a in settings.alphas]
     values["delays"], values["measures"] = list(settings.delays), list(settings.measures)
+    values["banded"] = list(settings.banded)
     return json.dumps(values, sort_keys=True)
 
 

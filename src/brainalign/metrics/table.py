@@ -36,6 +36,15 @@ def with_layer_keys(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(layer=HEAD_LAYER, feature_space=HEAD_SPACE)
 
 
+def read_brain_model_rows(path: str | os.PathLike) -> pd.DataFrame:
+    """The brain models' rows of the score table file, read without the encoding models' (many more) rows."""
+    import pyarrow.parquet as pq
+
+    if "feature_space" not in pq.read_schema(path).names:
+        return pd.read_parquet(path)
+    return pd.read_parquet(path, filters=[("feature_space", "==", HEAD_SPACE)])
+
+
 def brain_model_rows(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of the brain models (the seed paper's heads on [CLS]), without the encoding models'."""
     if "feature_space" not in table.columns:

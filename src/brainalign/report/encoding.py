@@ -50,9 +50,10 @@ def layer_curve_figure(curves: pd.DataFrame, ceiling: float | None, true_ceiling
 
 def best_map(name: str, summary: dict, scores: pd.DataFrame, significance: pd.DataFrame, out: Path,
              q: float, vmax: float) -> Figure | None:
-    """The best model's best layer, per channel: a glass brain of the voxels above chance (voxel data), or
-    bars per region (named regions); None for sensor data."""
-    best = max(summary["best"], key=lambda row: row["raw"])
+    """The best language model's best layer (any model's, without one), per channel: a glass brain of the
+    voxels above chance (voxel data), or bars per region (named regions); None for sensor data."""
+    contextual = [row for row in summary["best"] if row["feature_space"] == "contextual"]
+    best = max(contextual or summary["best"], key=lambda row: row["raw"])
     model, layer = best["model"], best["best_layer"]
     rows = scores[(scores["model"] == model) & (scores["layer"] == layer) & (scores["measure"] == "pearson_r")]
     per_subject = rows.groupby(["subject", "voxel"], sort=False)["value"].mean().unstack()
@@ -70,7 +71,7 @@ def best_map(name: str, summary: dict, scores: pd.DataFrame, significance: pd.Da
         figures.glass_brain(values, shown, space.coords, space.affine, space.volume_shape, path,
                             title=f"{model}, layer {layer} ({name}): held-out r, {int(shown.sum())} voxels pass",
                             vmax=vmax)
-        caption = (f"Held-out Pearson r of the best model's best layer ({model}, layer {layer}), mean of "
+        caption = (f"Held-out Pearson r of the best language model's best layer ({model}, layer {layer}), mean of "
                    f"{len(subjects)} participant(s). Shown: voxels above a circular-shift null of r (10 shifts per "
                    f"held-out run, runs pooled), participants combined by Stouffer's z, Benjamini-Hochberg FDR "
                    f"q = {q}: {int(shown.sum())} of {len(shown):,} voxels pass"

@@ -20,7 +20,7 @@ from brainalign.errors import ConfigError, InputError
 from brainalign.files import atomic_path, write_json
 from brainalign.finetuning.recipes import RECIPES
 from brainalign.metrics.comparisons import combined_predictable
-from brainalign.metrics.table import brain_model_rows, summarise, wide_scores
+from brainalign.metrics.table import read_brain_model_rows, summarise, wide_scores
 from brainalign.nlu.sample import NOTICE as GLUE_NOTICE
 from brainalign.report import figures
 from brainalign.report.analyses import (
@@ -234,7 +234,7 @@ def write_figures(params: dict, settings: dict, out: str | Path = FIGURES) -> tu
     anchor = scoring["anchor"]
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
-        table = brain_model_rows(pd.read_parquet(TABLE))
+        table = read_brain_model_rows(TABLE)
         wide = wide_scores(table, anchor)
         shown = score_figures(wide, tmp, settings, scoring)
         pairs, tests = comparison_figures(wide, tmp, settings, scoring)
@@ -249,7 +249,7 @@ def write_page(params: dict, shown: list[Figure], tests: pd.DataFrame, runs: lis
                ) -> None:
     """``reports/index.html``: the configuration, the score summary, every figure, the tables and ``runs``."""
     scoring = section(params, "score")
-    summary = summarise(brain_model_rows(pd.read_parquet(TABLE)), top=scoring["top_voxels"], anchor=scoring["anchor"])
+    summary = summarise(read_brain_model_rows(TABLE), top=scoring["top_voxels"], anchor=scoring["anchor"])
     notes = []
     if any(spec.get("source") == "simulated" for spec in params["datasets"].values()):
         notes.append("The recordings are simulated by brainalign (simulate stage), written in the real releases' "
