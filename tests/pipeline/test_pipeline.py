@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from browser import dump_dom, figure_verdicts, screenshot
-from experiments import set_params
+from experiments import set_params, tiny_encoder
 from PIL import Image
 
 from brainalign.data.hp_fmri import read_hp_fmri, write_hp_fmri
@@ -71,6 +71,7 @@ def scratch(tmp_path_factory) -> Path:
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(source, target)
+    tiny_encoder(root / "tiny-bert")  # a local model directory for the encoding models: 2 layers, fast
     set_params(root, SCRATCH)
     run(root, "git", "init", "-q")
     run(root, "git", "add", "-A")
@@ -96,7 +97,7 @@ SCRATCH = {"simulate.subjects": 2, "simulate.words_per_run": 240, "simulate.reso
            "joint.head_epochs": 1, "joint.full_epochs": 1, "participant_transfer.source": "1",
            "glue.tasks": ["SST-2"], "glue.sample.train": 64, "glue.sample.dev": 32, "glue.sample.epochs": 1,
            "report.comparisons": [["vanilla", "finetuned"], ["vanilla", "joint"]],
-           "encoding.models": ["minilm", "random-16"], "encoding.low_level": ["word_length"]}
+           "encoding.models": ["tiny-bert", "random-16"], "encoding.low_level": ["word_length"]}
 
 
 def prepared_ids(root: Path, dataset: str = "fmri") -> list[str]:
@@ -112,16 +113,17 @@ def test_outputs_exist(scratch):
     table = pd.read_parquet(scratch / "data/scores/scores.parquet")
     assert list(table.columns) == ["dataset", "model", "subject", "fold", "heldout_run", "seed", "voxel", "measure",
                                    "value", "layer", "feature_space"]  # long format
-    # The encoding models sit in the same table: every layer of MiniLM (embeddings + 6), one of the others.
+    # The encoding models sit in the same table: every layer of the local 2-layer BERT (embeddings + 2), one
+    # of the others.
     encoding = table[table["feature_space"] != "cls"]
-    assert encoding.groupby("model")["layer"].nunique().to_dict() == {"minilm": 7, "random-16": 1, "word_length": 1}
+    assert encoding.groupby("model")["layer"].nunique().to_dict() == {"tiny-bert": 3, "random-16": 1, "word_length": 1}
     assert set(encoding["measure"]) == {"pearson_r", "r2", "accuracy_target"}
     assert set(encoding["heldout_run"]) == {1, 2, 3, 4}  # every run held out once
     summary = json.loads((scratch / "data/encoding/fmri/summary.json").read_text())
     assert summary["ceiling"] is None and "at least 3 participants" in summary["ceiling_note"]  # 2 participants
     assert (scratch / "reports/figures/encoding_fmri_layers.png").exists()
-    assert set(json.loads((scratch / "metrics/encoding_meg.json").read_text())) == {"ceiling", "minilm", "random-16",
-                                                                                    "word_length"}
+    assert set(json.loads((scratch / "metrics/encoding_meg.json").read_text())) == {"ceiling", "tiny-bert",
+                                                                                    "random-16", "word_length"}
     table = table[table["feature_space"] == "cls"].drop(columns=["layer", "feature_space"])
     assert set(table["measure"]) == {"accuracy_target", "accuracy_prediction", "r2", "pearson_r"}
     assert table.groupby(["dataset", "model", "subject", "fold", "seed", "voxel"]).size().eq(4).all()

@@ -22,6 +22,7 @@ import pandas as pd
 from brainalign.data.prepared import read_prepared
 from brainalign.encoding.experiment import EncodingSettings, encode_layers, low_level_spaces
 from brainalign.ridge import backend
+from brainalign.features.encoders import weight_files
 from brainalign.features.layers import (
     FeatureModel,
     extract_features,
@@ -75,9 +76,12 @@ class FeatureTask:
 
     @cached_property
     def spec(self) -> dict:
-        return {"model": parse_feature_model(self.model).spec(self.extraction.seed), "words_md5": words_md5(
-            list(self.words)), "n_words": len(self.words), "extraction": asdict(self.extraction),
-            "code": code_key(__name__)}
+        parsed = parse_feature_model(self.model)
+        # A local model directory: what its files hold decides the features, not its name.
+        files = [] if parsed.is_random else weight_files(parsed.base, parsed.untrained, tokenizer=True)
+        return {"model": parsed.spec(self.extraction.seed), "model_md5": {p.name: md5_file(p) for p in files},
+                "words_md5": words_md5(list(self.words)), "n_words": len(self.words),
+                "extraction": asdict(self.extraction), "code": code_key(__name__)}
 
     def payload(self) -> dict:
         return self.spec

@@ -133,6 +133,26 @@ def resolve_encoder(name: str) -> str:
     return name
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
+                   "merges.txt", "tokenizer.model")
+
+
+def weight_files(name: str, untrained: bool = False, tokenizer: bool = False) -> list[Path]:
+    """The files that decide what a local encoder computes: its config and weights (the config alone when
+    ``untrained``), and with ``tokenizer`` its tokenizer's files; none for a registered architecture (its
+    config is code) or a name in the Hugging Face cache (the cache pins its revision)."""
+    named = named_encoder(name)
+    if named is not None and named.config is not None:
+        return []
+    location = Path(resolve_encoder(name))
+    if not location.is_dir():
+        return []
+    patterns = ["config.json"] if untrained else ["config.json", "*.safetensors", "*.bin"]
+    if tokenizer:
+        patterns += list(TOKENIZER_FILES)
+    return sorted({p for pattern in patterns for p in location.glob(pattern)})
+
+
 def load_encoder(name: str = "minilm", untrained: bool = False, seed: int = 0,
                  attn_implementation: str | None = None) -> Encoder:
     """Load an encoder and its tokenizer, offline.

@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from brainalign.data.prepared import PreparedSubject, read_prepared
 from brainalign.errors import InputError
-from brainalign.features.encoders import load_encoder_spec, named_encoder, resolve_encoder
+from brainalign.features.encoders import load_encoder_spec, weight_files
 from brainalign.files import atomic_path, md5_file
 from brainalign.finetuning.model import (
     Block,
@@ -148,14 +148,7 @@ def input_files(task: Task, prepared_root: str | os.PathLike, features_root: str
 
 def encoder_files(spec: dict) -> list[Path]:
     """The files that hold a base encoder's config and weights (none for an architecture alias)."""
-    named = named_encoder(spec["name"])
-    if named is not None and named.config is not None:
-        return []
-    location = Path(resolve_encoder(spec["name"]))
-    if not location.is_dir():
-        return []  # a name in the Hugging Face cache: its revision is pinned by the cache itself
-    patterns = ("config.json",) if spec.get("untrained") else ("config.json", "*.safetensors", "*.bin")
-    return sorted(p for pattern in patterns for p in location.glob(pattern))
+    return weight_files(spec["name"], untrained=bool(spec.get("untrained")))
 
 
 def with_inputs(task: Task, prepared_root: str | os.PathLike, features_root: str | os.PathLike) -> Task:
