@@ -28,6 +28,7 @@ from brainalign.encoding.experiment import usable_low_level  # noqa: E402
 from brainalign.encoding.settings import encoding_section, fit_settings  # noqa: E402
 from brainalign.encoding.summary import best_layers, layer_curves  # noqa: E402
 from brainalign.encoding.tasks import LOW_LEVEL, FitTask, fitter, read_fit, settings_json  # noqa: E402
+from brainalign.errors import InputError  # noqa: E402
 from brainalign.files import atomic_path, write_json  # noqa: E402
 from brainalign.metrics.table import score_settings  # noqa: E402
 from brainalign.runs.executors import LocalExecutor  # noqa: E402
@@ -51,6 +52,9 @@ def main() -> None:
     values = encoding_section(params)
     settings = fit_settings(params, score_settings(params))
     prepared, features_dir, out = f"data/prepared/{name}", Path(f"data/encoding/features/{name}"), f"data/encoding/{name}"
+    if not (features_dir / "models.json").is_file():
+        raise InputError(features_dir / "models.json", "models.json", "the features stage's description of its "
+                         f"models (run: dvc repro features@{name})", "no such file")
     models = json.loads((features_dir / "models.json").read_text())
     with tracking.stage_run(f"encoding@{name}", {"encoding": values}):
         subjects = [read_prepared(prepared, s) for s in prepared_subjects(prepared)]

@@ -59,8 +59,26 @@ class Extraction:
     seed: int = 0
 
 
+class StoredTask:
+    """What the task store needs of a task whose ``spec`` (a cached property) determines it."""
+
+    namespace = ""
+    source = None
+
+    def payload(self) -> dict:
+        return self.spec
+
+    @cached_property
+    def key(self) -> str:
+        return spec_key(self.spec)
+
+    @property
+    def id(self) -> str:
+        return f"{self.namespace}/{self.key}"
+
+
 @dataclass(frozen=True)
-class FeatureTask:
+class FeatureTask(StoredTask):
     """Every layer of one feature model over one text."""
 
     model: str
@@ -68,7 +86,6 @@ class FeatureTask:
     extraction: Extraction
 
     namespace = "features"
-    source = None
 
     @property
     def label(self) -> str:
@@ -82,17 +99,6 @@ class FeatureTask:
         return {"model": parsed.spec(self.extraction.seed), "model_md5": {p.name: md5_file(p) for p in files},
                 "words_md5": words_md5(list(self.words)), "n_words": len(self.words),
                 "extraction": asdict(self.extraction), "code": code_key(__name__)}
-
-    def payload(self) -> dict:
-        return self.spec
-
-    @cached_property
-    def key(self) -> str:
-        return spec_key(self.spec)
-
-    @property
-    def id(self) -> str:
-        return f"{self.namespace}/{self.key}"
 
     def params(self) -> dict:
         return {"model": self.model, "n_words": len(self.words), **asdict(self.extraction)}
@@ -135,7 +141,7 @@ def prepared_md5(prepared_dir: str | Path, subject: str) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class FitTask:
+class FitTask(StoredTask):
     """Every layer of one feature model (or one low-level space) fitted to one participant."""
 
     dataset: str
@@ -149,7 +155,6 @@ class FitTask:
     feature_space: str = LOW_LEVEL
 
     namespace = "encoding"
-    source = None
 
     @property
     def label(self) -> str:
@@ -160,17 +165,6 @@ class FitTask:
         return {"dataset": self.dataset, "subject": self.subject, "model": self.model, "features": self.features,
                 "prepared_md5": prepared_md5(self.prepared, self.subject), "settings": json.loads(self.settings_json),
                 "seed": self.seed, "code": code_key(__name__)}
-
-    def payload(self) -> dict:
-        return self.spec
-
-    @cached_property
-    def key(self) -> str:
-        return spec_key(self.spec)
-
-    @property
-    def id(self) -> str:
-        return f"{self.namespace}/{self.key}"
 
     def params(self) -> dict:
         return {"dataset": self.dataset, "subject": self.subject, "model": self.model, "seed": self.seed,

@@ -14,12 +14,16 @@ from brainalign.errors import ConfigError, InputError
 METHODS = ("sum", "lanczos")
 
 
-def _check(features: np.ndarray, onsets: np.ndarray, word_runs: np.ndarray, tr_times: np.ndarray,
-           tr_runs: np.ndarray) -> None:
+def _arrays(features, onsets, word_runs, tr_times, tr_runs) -> tuple[np.ndarray, ...]:
+    """The inputs as arrays, checked: one onset and run per word row, one run per TR."""
+    features = np.asarray(features, dtype=np.float64)
+    onsets, word_runs = np.asarray(onsets, dtype=np.float64), np.asarray(word_runs)
+    tr_times, tr_runs = np.asarray(tr_times, dtype=np.float64), np.asarray(tr_runs)
     if features.ndim != 2 or features.shape[0] != len(onsets) or len(word_runs) != len(onsets):
         raise InputError("word features", "rows", f"one row per word ({len(onsets)})", f"shape {features.shape}")
     if len(tr_times) != len(tr_runs):
         raise InputError("TRs", "runs", f"one run per TR ({len(tr_times)})", f"{len(tr_runs)}")
+    return features, onsets, word_runs, tr_times, tr_runs
 
 
 def sum_to_trs(features: np.ndarray, onsets: np.ndarray, word_runs: np.ndarray, tr_times: np.ndarray,
@@ -30,10 +34,7 @@ def sum_to_trs(features: np.ndarray, onsets: np.ndarray, word_runs: np.ndarray, 
     -------
     ndarray of shape (n_trs, n_features), float64; a TR without words is 0.
     """
-    features = np.asarray(features, dtype=np.float64)
-    onsets, word_runs = np.asarray(onsets, dtype=np.float64), np.asarray(word_runs)
-    tr_times, tr_runs = np.asarray(tr_times, dtype=np.float64), np.asarray(tr_runs)
-    _check(features, onsets, word_runs, tr_times, tr_runs)
+    features, onsets, word_runs, tr_times, tr_runs = _arrays(features, onsets, word_runs, tr_times, tr_runs)
     out = np.zeros((len(tr_times), features.shape[1]))
     for run in np.unique(tr_runs):
         rows = np.flatnonzero(tr_runs == run)
@@ -60,10 +61,7 @@ def lanczos_to_trs(features: np.ndarray, onsets: np.ndarray, word_runs: np.ndarr
     distance from the sampling time), so the result carries the frequencies a TR can represent. Sampling at
     the middle of ``[t - tr, t)`` keeps the same alignment as :func:`sum_to_trs`.
     """
-    features = np.asarray(features, dtype=np.float64)
-    onsets, word_runs = np.asarray(onsets, dtype=np.float64), np.asarray(word_runs)
-    tr_times, tr_runs = np.asarray(tr_times, dtype=np.float64), np.asarray(tr_runs)
-    _check(features, onsets, word_runs, tr_times, tr_runs)
+    features, onsets, word_runs, tr_times, tr_runs = _arrays(features, onsets, word_runs, tr_times, tr_runs)
     if window < 1 or cutoff <= 0:
         raise ConfigError(f"lanczos: expected window >= 1 and cutoff > 0, found {window}, {cutoff}")
     frequency = cutoff / tr
