@@ -32,6 +32,7 @@ from brainalign.report.analyses import (
     seed_matrix,
     seed_means,
 )
+from brainalign.report.brainscore import benchmark_figures, benchmark_tables
 from brainalign.report.encoding import encoding_figures, encoding_tables
 from brainalign.report.html import Figure, write_report
 
@@ -224,7 +225,9 @@ def pipeline_stages(params: dict) -> list[str]:
     for name in sorted(RECIPES.names(), key=lambda n: not RECIPES.get(n).per_dataset):
         recipe = RECIPES.get(name)
         stages += [recipe.stage(d) for d in params["datasets"]] if recipe.per_dataset else [recipe.stage(None)]
-    return stages + ["score", "glue", "report"]
+    stages += ["score", "glue", "simulate_benchmarks"]
+    stages += [f"benchmark@{key}" for key in params.get("benchmarks", {}).get("suite", {})]
+    return stages + ["nextword", "leaderboard", "report"]
 
 
 def write_figures(params: dict, settings: dict, out: str | Path = FIGURES) -> tuple[list[Figure], pd.DataFrame]:
@@ -241,8 +244,10 @@ def write_figures(params: dict, settings: dict, out: str | Path = FIGURES) -> tu
         shown += pairs
         shown += model_figures(params, tmp, settings)
         shown += encoding_figures(tmp, q=section(params, "encoding")["q"], vmax=None)
+        shown += benchmark_figures(tmp)
         write_json(tmp / "comparison_tests.json", tests.to_dict(orient="records"))
-    return [Figure(f.section, f.title, Path(out) / f.png.relative_to(tmp), f.caption) for f in shown], tests
+    return [Figure(f.section, f.title, Path(out) / f.png.relative_to(tmp) if f.png.is_relative_to(tmp) else f.png,
+                   f.caption) for f in shown], tests
 
 
 def write_page(params: dict, shown: list[Figure], tests: pd.DataFrame, runs: list[dict], path: str | Path = REPORT
@@ -256,6 +261,11 @@ def write_page(params: dict, shown: list[Figure], tests: pd.DataFrame, runs: lis
                      "formats: these are not results about brains.")
     tables = {"Paired tests across participants": tests} if len(tests) else {}
     tables.update(encoding_tables())
+    tables.update(benchmark_tables())
+    if any(str(entry.get("path", "")).startswith("data/benchmarks/raw")
+           for entry in params.get("benchmarks", {}).get("suite", {}).values()):
+        notes.append("The Brain-Score benchmarks read simulated twins of the real datasets (simulate_benchmarks "
+                     "stage); SmolLM2-135M is the instruction-tuned model, 4-bit quantised (Q4_1) then dequantised.")
     if Path(GLUE_TABLE).exists():  # always under dvc repro (a dependency); a stage run by hand may lack it
         glue = pd.read_csv(GLUE_TABLE)
         if not {"task", "metric"} <= set(glue.columns):
