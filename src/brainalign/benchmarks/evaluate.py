@@ -19,7 +19,8 @@ from brainalign.benchmarks.leaderboard import benchmark_summary, scores_benchmar
 from brainalign.benchmarks.suite import Benchmark
 from brainalign.benchmarks.tasks import CeilingTask, ModelTask, Reading, ceiling_work, data_md5, read_layers, scorer
 from brainalign.benchmarks.zoo import zoo_entry
-from brainalign.data.presentations import BENCHMARK_SOURCES, Presentations
+from brainalign.data.benchmark_sources import read_benchmark_data
+from brainalign.data.presentations import Presentations
 from brainalign.files import atomic_path
 from brainalign.runs.executors import LocalExecutor
 from brainalign.runs.store import TaskStore
@@ -69,7 +70,7 @@ def evaluate_benchmark(benchmark: Benchmark, key: str, entry: dict, models: list
         Already read (default: read through the benchmark's loader).
     """
     if data is None:
-        data = BENCHMARK_SOURCES.get(benchmark.source)(Path(entry["path"]), **entry["options"])
+        data = read_benchmark_data(benchmark.source, entry["path"], **entry["options"])
     digest = data_md5(data)
     entries = {m: zoo_entry(m) for m in models}
     scored = [m for m in models if scores_benchmark(entries[m].family, benchmark.kind)]

@@ -123,14 +123,15 @@ def _generator_features(settings: BenchmarkSimulation, texts: list[str], groups:
 
 def _truth(directory: Path, kind: str, settings: BenchmarkSimulation, channels: pd.DataFrame,
            ceiling: np.ndarray, **extra) -> None:
-    frame = channels.assign(true_ceiling=ceiling)
+    """``channels.parquet`` (each channel the loader returns, with its true ceiling) and ``truth.json``
+    (the median over those channels: what the benchmark's estimated ceiling estimates)."""
     with atomic_path(directory / "channels.parquet") as tmp:
-        frame.to_parquet(tmp, index=False)
-    responsive = ceiling > 0
+        channels.assign(true_ceiling=ceiling).to_parquet(tmp, index=False)
     write_json(directory / "truth.json", {
         "kind": kind, "generator": settings.generator, "generator_layer": settings.generator_layer,
-        "n_latent": settings.n_latent, "true_ceiling": float(np.median(ceiling[responsive])) if responsive.any() else 0.0,
-        "n_responsive": int(responsive.sum()), "n_channels": int(ceiling.size), **extra})
+        "n_latent": settings.n_latent, "true_ceiling": float(np.median(ceiling)),
+        "n_responsive": int((ceiling > 0).sum()), "n_channels": int(ceiling.size),
+        "ranking": [settings.generator, f"{settings.generator}-untrained", "random"], **extra})
 
 
 def pereira_texts(n_sentences: int = 384, per_passage: int = 4, passages_per_topic: int = 4
