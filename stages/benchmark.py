@@ -40,7 +40,8 @@ def main() -> None:
     with tracking.stage_run(f"benchmark@{name}", {"benchmark": benchmark.name, **entry, "models": values["models"],
                                                   "reading": reading.__dict__}):
         result = evaluate_benchmark(benchmark, name, entry, list(values["models"]), reading,
-                                    int(values["ceiling_bootstraps"]), TaskStore(tracking.task_store()), observer)
+                                    int(values["ceiling_bootstraps"]), TaskStore(tracking.task_store()),
+                                    values["ceiling_fit"], observer)
         mlflow.set_tag("input_md5.benchmark_data", result.data_md5)
         write_result(result, f"data/benchmarks/scores/{name}")
         summary = result.summary

@@ -14,7 +14,7 @@ import mlflow  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
 from brainalign.benchmarks.nextword import NextWordTask, nextword_text, nextword_work, nextword_row  # noqa: E402
-from brainalign.benchmarks.zoo import zoo_entry  # noqa: E402
+from brainalign.benchmarks.zoo import predicts_words  # noqa: E402
 from brainalign.config.params import load_params, section  # noqa: E402
 from brainalign.files import atomic_path, write_json  # noqa: E402
 from brainalign.runs.executors import LocalExecutor  # noqa: E402
@@ -31,7 +31,7 @@ def main() -> None:
         text, source = nextword_text(values["text"])
         tasks = [NextWordTask(model, text, source, int(values["max_words"]), int(values["max_words_masked"]),
                               int(params["benchmarks"]["seed"]), int(params["benchmarks"]["max_length"]))
-                 for model in models if zoo_entry(model).family in ("causal", "masked")]
+                 for model in models if predicts_words(model)]
         results = LocalExecutor().run(tasks, TaskStore(tracking.task_store()), nextword_work(), tracking.TaskRuns(
             summarise=lambda task, result: {k: v for k, v in result["metrics"].items() if v is not None}))
         table = pd.DataFrame([nextword_row(task, result) for task, result in zip(tasks, results)])

@@ -9,6 +9,7 @@ import pytest
 
 from brainalign.data.blank import (FROIS, assign_words, read_blank2014, read_textgrid_words, write_blank_participant,
                                    write_blank_textgrids)
+from brainalign.data.matfile import is_mat73
 from brainalign.errors import InputError
 
 WORDS = {"Boar": pd.DataFrame({"word": ["If", "you", "were", 'a "boar"'], "time_start": [0.1, 0.5, 3.0, 5.0],
@@ -87,6 +88,28 @@ def test_an_froi_without_data_is_skipped(tmp_path):
     write_blank_textgrids(tmp_path, WORDS)
     data = read_blank2014(tmp_path)
     assert data.channels["region"].tolist() == [f for i, f in enumerate(FROIS) if i != 4]
+
+
+def test_v5_and_v73_files_read_identically(tmp_path):
+    """The same participants written as MATLAB v5 (as released) and v7.3 (HDF5: the 12 fROIs are a struct
+    array whose elements are structs, or NaN for an fROI without data) give the same presentations."""
+    series = {"088": courses(0), "085": courses(1)}
+    for story in series["085"]:
+        series["085"][story][4] = None
+    for folder, v73 in (("v5", False), ("v73", True)):
+        for uid, by_story in series.items():
+            written = write_blank_participant(tmp_path / folder, uid, "s1", by_story, v73=v73)
+            assert is_mat73(written) == v73
+        write_blank_textgrids(tmp_path / folder, WORDS)
+    v5, v73 = read_blank2014(tmp_path / "v5"), read_blank2014(tmp_path / "v73")
+    pd.testing.assert_frame_equal(v73.stimuli, v5.stimuli)
+    pd.testing.assert_frame_equal(v73.channels, v5.channels)
+    pd.testing.assert_frame_equal(v73.extra["words"], v5.extra["words"])
+    np.testing.assert_array_equal(v73.responses, v5.responses)
+    # And both are right, by hand: 085 lacks fROI 5 (11 channels, first), then 088's 12; Aqua's TRs 6 and 7.
+    assert v73.channels["channel_id"].iloc[[4, 11]].tolist() == ["085.06_LH_AngG", "088.01_LH_PostTemp"]
+    np.testing.assert_allclose(v73.responses[3:, 11 + 7], series["088"]["Aqua"][7][:, [6, 7]].mean(axis=0),
+                               rtol=1e-6)
 
 
 def test_malformed_inputs_fail_once_and_clearly(tmp_path):

@@ -57,6 +57,26 @@ def test_predictions_equal_closed_form_reference(p):
     np.testing.assert_allclose(result.predictions, expected, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("p", [8, 200])
+def test_float32_refit_uses_each_channels_own_penalty(p):
+    # The refit solves every channel at once with its own penalty (one decomposition, ridge.py): in float32
+    # it must still match the float64 closed form channel by channel, and the case must make the channels
+    # choose different penalties, or a refit that used one penalty for all would pass too.
+    x, y, runs = make_case(p=p)
+    with backend("cpu"):
+        result = cv_predictions(x, y, runs, alphas=ALPHAS, dtype="float32", return_weights=True)
+    expected, chosen = reference_predictions(x, y, runs, ALPHAS)
+    assert all(len(np.unique(fold)) > 1 for fold in chosen)
+    np.testing.assert_allclose(result.alphas, chosen, rtol=1e-6)
+    np.testing.assert_allclose(result.predictions, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    # The primal weights it returns (from the dual ones, p = 200) give the same held-out predictions.
+    for fold, run in enumerate(result.runs):
+        held = runs == run
+        through_weights = ((x[held] - result.means[fold]) / result.scales[fold]) @ result.weights[fold]
+        np.testing.assert_allclose(through_weights + y[~held].mean(0), expected[held], rtol=1e-4,
+                                   atol=1e-4 * np.abs(expected).max())
+
+
 def test_zscoring_statistics_come_from_training_runs_only():
     # Rescaling and shifting the held-out run's features changes nothing that was fitted on the others:
     # a pipeline that standardised over all runs would choose other weights.

@@ -13,7 +13,7 @@ from brainalign.finetuning.tasks import encoder_files
 
 
 def test_registered_encoders():
-    assert ENCODERS.names() == ["bert-base", "gpt2", "llama-135m", "minilm"]
+    assert ENCODERS.names() == ["bert-base", "gpt2", "llama-135m", "minilm", "smollm2"]
     assert named_encoder("some/local/dir") is None
 
 
@@ -56,4 +56,4 @@ def test_bert_base_is_an_architecture_built_untrained_with_the_minilm_tokenizer(
 def test_an_unknown_name_lists_the_registered_encoders(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_encoder(str(tmp_path / "no-such-encoder"))
-    assert "expected one of the encoders bert-base, gpt2, llama-135m, minilm, a local model directory" in str(info.value)
+    assert "expected one of the encoders bert-base, gpt2, llama-135m, minilm, smollm2, a local model directory" in str(info.value)

@@ -104,6 +104,10 @@ def test_extrapolation_ceiling_matches_slow_brainscore_loop():
     # the scores with replacement, their mean, a curve_fit, and the median v0.
     reference = np.empty((40, 6))
     worse = np.zeros((40, 6), dtype=bool)  # where the reference's fit stopped at a larger sum of squares
+    # Where a fit's tau lies far beyond the k observed, the curve is a straight line over them and v0, its
+    # extrapolation, is not determined to 1e-4 by scores known to float32 rounding: both fits reach the
+    # same sum of squares (the loop asserts it) at v0 that can differ by more.
+    flat = np.zeros((40, 6), dtype=bool)
     k = result.k.astype(float)
     for channel in range(6):
         rng = np.random.RandomState(3)
@@ -117,10 +121,13 @@ def test_extrapolation_ceiling_matches_slow_brainscore_loop():
             sse = lambda a, t: float(((means - saturating(k, a, t)) ** 2).sum())  # noqa: E731
             assert sse(ours_v0, ours_tau) <= sse(v0, tau) + 1e-12
             worse[b, channel] = sse(ours_v0, ours_tau) < sse(v0, tau) - 1e-9
+            flat[b, channel] = min(tau, ours_tau) > 10 * k.max()
+            if flat[b, channel] and not worse[b, channel]:  # what the data do determine: the curve over k
+                np.testing.assert_allclose(saturating(k, ours_v0, ours_tau), saturating(k, v0, tau), atol=1e-6)
     # The same draws, the same optimum: equal wherever curve_fit found the optimum too (it can stall in the
     # flat valley of a three-point curve; the library's fit is then strictly better, checked above).
     assert worse.mean() <= 0.02
-    np.testing.assert_allclose(result.bootstrap_v0[~worse], reference[~worse], atol=1e-4)
+    np.testing.assert_allclose(result.bootstrap_v0[~(worse | flat)], reference[~(worse | flat)], atol=1e-4)
     assert result.value == pytest.approx(np.median(result.per_channel))
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 from brainalign.benchmarks.leaderboard import benchmark_summary, scores_benchmark
 from brainalign.benchmarks.suite import Benchmark
 from brainalign.benchmarks.tasks import CeilingTask, ModelTask, Reading, ceiling_work, data_md5, read_layers, scorer
-from brainalign.benchmarks.zoo import zoo_entry
+from brainalign.benchmarks.zoo import zoo_model
 from brainalign.data.benchmark_sources import read_benchmark_data
 from brainalign.data.presentations import Presentations
 from brainalign.files import atomic_path
@@ -56,7 +56,7 @@ def simulated_truth(path: str | Path) -> dict | None:
 
 
 def evaluate_benchmark(benchmark: Benchmark, key: str, entry: dict, models: list[str], reading: Reading,
-                       n_bootstraps: int, store: TaskStore, observer: Callable[[str], Any] | None = None,
+                       n_bootstraps: int, store: TaskStore, ceiling_fit: str = "global", observer: Callable[[str], Any] | None = None,
                        data: Presentations | None = None, progress: bool = True) -> BenchmarkResult:
     """Score every model of ``models`` that the benchmark can score, and the benchmark's ceiling.
 
@@ -72,13 +72,14 @@ def evaluate_benchmark(benchmark: Benchmark, key: str, entry: dict, models: list
     if data is None:
         data = read_benchmark_data(benchmark.source, entry["path"], **entry["options"])
     digest = data_md5(data)
-    entries = {m: zoo_entry(m) for m in models}
+    entries = {m: zoo_model(m) for m in models}
     scored = [m for m in models if scores_benchmark(entries[m].family, benchmark.kind)]
     skipped = {m: entries[m].family for m in models if m not in scored}
     executor = LocalExecutor(progress=progress)
     ceiling_value, ceiling = None, pd.DataFrame(columns=["channel_id", "subject", "ceiling"])
     ceiling_task = CeilingTask(benchmark.name, key, digest, entry["metric"], benchmark.ceiling, int(n_bootstraps),
-                               benchmark.subsets_per_k, benchmark.heldout_participants, reading)
+                               benchmark.subsets_per_k, benchmark.heldout_participants, reading,
+                               ceiling_fit)
     # A split-half ceiling needs readers; a file of mean times has none.
     if benchmark.ceiling != "split_half" or data.n_channels > 1:
         result = executor.run([ceiling_task], store, ceiling_work(data, progress),

@@ -24,13 +24,11 @@ from brainalign.benchmarks.ceilings import brainscore_ceiling
 from brainalign.benchmarks.metrics import split_half_ceiling, surprisal_score
 from brainalign.benchmarks.nextword import word_surprisal
 from brainalign.benchmarks.scoring import benchmark_metric, score_layers, selection_mask
-from brainalign.benchmarks.zoo import load_zoo_model, zoo_entry
+from brainalign.benchmarks.zoo import load_zoo_model, model_files_md5, zoo_model
 from brainalign.data.presentations import Presentations
-from brainalign.encoding.tasks import StoredTask
-from brainalign.features.encoders import weight_files
-from brainalign.files import md5_file
+from brainalign.runs.spec import StoredTask
 from brainalign.runs.code import code_key
-from brainalign.stimuli.lexicon import unigram_log_probability
+from brainalign.stimuli.lexicon import log_probability
 
 
 def data_md5(data: Presentations) -> str:
@@ -56,14 +54,6 @@ def _bookkeeping(started: float, n: int) -> dict:
     seconds = time.perf_counter() - started
     return {"history": [], "seconds": seconds, "resumed_at_epoch": 0,
             "examples_per_second": n / seconds if seconds > 0 else 0.0}
-
-
-def model_files_md5(model: str) -> dict[str, str]:
-    """The MD5 of a local model's files (a registered or random model: none, its code decides)."""
-    entry = zoo_entry(model)
-    if entry.base is None:
-        return {}
-    return {p.name: md5_file(p) for p in weight_files(entry.base, not entry.trained, tokenizer=True)}
 
 
 @dataclass(frozen=True)
@@ -111,6 +101,7 @@ class CeilingTask(StoredTask):
     subsets_per_k: int | None
     heldout_participants: int | None
     reading: Reading
+    fit: str = "global"
 
     namespace = "benchmark-ceilings"
 
@@ -122,7 +113,7 @@ class CeilingTask(StoredTask):
     def spec(self) -> dict:
         return {"benchmark": self.benchmark, "data_md5": self.data_md5, "metric": self.metric, "kind": self.kind,
                 "n_bootstraps": self.n_bootstraps, "subsets_per_k": self.subsets_per_k,
-                "heldout_participants": self.heldout_participants,
+                "heldout_participants": self.heldout_participants, "fit": self.fit,
                 "selection": [self.reading.selection_fraction, self.reading.seed], "code": code_key(__name__)}
 
     def params(self) -> dict:
@@ -139,8 +130,9 @@ def test_part(data: Presentations, reading: Reading) -> np.ndarray:
 
 
 def unigram_surprisal(words: list[str]) -> np.ndarray:
-    """Bits of each word under wordfreq's English unigram frequencies (the reading-time baseline)."""
-    return np.array([-unigram_log_probability(w) / np.log(2.0) for w in words])
+    """Bits of each word under wordfreq's English unigram frequencies (the reading-time baseline; a word
+    wordfreq does not know gets the floor of :func:`brainalign.stimuli.lexicon.log_probability`)."""
+    return np.array([-log_probability(w) / np.log(2.0) for w in words])
 
 
 def scorer(data: Presentations, progress: bool = True) -> Callable:
@@ -148,7 +140,7 @@ def scorer(data: Presentations, progress: bool = True) -> Callable:
     ``surprisal.npy`` (reading times) in the task's directory."""
     def work(task: ModelTask, directory: Path, on_epoch=None) -> dict:
         started = time.perf_counter()
-        entry = zoo_entry(task.model)
+        entry = zoo_model(task.model)
         if task.metric == "surprisal":
             words = data.stimuli["text"].tolist()
             if entry.family == "unigram":
@@ -192,7 +184,8 @@ def ceiling_work(data: Presentations, progress: bool = True) -> Callable:
                                     stimulus_ids=test.stimuli["stimulus_id"].to_numpy(),
                                     groups=test.groups, n_bootstraps=task.n_bootstraps,
                                     subsets_per_k=task.subsets_per_k,
-                                    heldout_participants=task.heldout_participants, progress=progress)
+                                    heldout_participants=task.heldout_participants, fit=task.fit,
+                                    progress=progress)
         np.save(directory / "ceiling.npy", np.asarray(result.per_neuroid, dtype=np.float64))
         return {"value": float(result.value), **_bookkeeping(started, test.n_presentations)}
     return work

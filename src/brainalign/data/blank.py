@@ -3,7 +3,7 @@
 The layout mirrors the files that neural-nlp and Brain-Score packaged from (``StoriesData_Dec2018/``, see
 ``brainscore_language/data/blank2014/data_packaging.py``), with the per-subject meta file left out:
 
-``<UID>_<SessionID>_preprocessed.mat`` (one per participant, MATLAB v5, as released)
+``<UID>_<SessionID>_preprocessed.mat`` (one per participant, MATLAB v5 as released; v7.3 is read too)
     ``data.language.from90to100`` is a 1 x 12 struct array, one element per language fROI (``01_LH_PostTemp``
     ... ``12_RH_AngG``, :data:`FROIS`), whose ``timeseries`` is a struct with one field per story
     (``Boar``, ``Aqua``, ...): a voxels x TRs matrix. TR ``i`` (0-based) ends ``tr * (i + 1) - fixation``
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
-from brainalign.data.matfile import load_mat
+from brainalign.data.matfile import load_mat, write_mat73
 from brainalign.data.presentations import BENCHMARK_SOURCES, Presentations, require_path
 from brainalign.errors import InputError
 from brainalign.files import atomic_path
@@ -217,9 +217,12 @@ def read_blank2014(path: Path, bold_shift: float = 4.0, tr: float = 2.0, fixatio
 
 
 def write_blank_participant(directory: str | os.PathLike, uid: str, session: str,
-                            timeseries: dict[str, Sequence[np.ndarray | None]]) -> Path:
+                            timeseries: dict[str, Sequence[np.ndarray | None]], v73: bool = False) -> Path:
     """Write ``<uid>_<session>_preprocessed.mat``: per story, per fROI (12, in :data:`FROIS` order) a voxels x
-    TRs matrix; an fROI given as None for every story is written as NaN (no data), as the release does."""
+    TRs matrix; an fROI given as None for every story is written as NaN (no data), as the release does.
+
+    The release is MATLAB v5; ``v73=True`` writes the same content as MATLAB v7.3 (HDF5), which
+    :func:`read_blank2014` reads identically."""
     stories = list(timeseries)
     elements = []
     for index in range(len(FROIS)):
@@ -230,8 +233,12 @@ def write_blank_participant(directory: str | os.PathLike, uid: str, session: str
     structs = np.empty((1, len(FROIS)), dtype=[("timeseries", object)])
     for index, element in enumerate(elements):
         structs[0, index]["timeseries"] = element
+    content = {"data": {REGION: {THRESHOLD: structs}}}
+    if v73:
+        write_mat73(path, content)
+        return path
     with atomic_path(path) as tmp:
-        scipy.io.savemat(tmp, {"data": {REGION: {THRESHOLD: structs}}}, do_compression=False)
+        scipy.io.savemat(tmp, content, do_compression=False)
     return path
 
 

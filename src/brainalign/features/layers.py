@@ -5,7 +5,9 @@ A *feature model* is what ``encoding.models`` names:
 - a registered encoder or a local/cached Hugging Face model (:mod:`brainalign.features.encoders`):
   ``minilm``, a directory, ``gpt2-untrained`` (an architecture of the registry with fresh weights: the
   ``-untrained`` suffix works for any name);
-- ``random-<width>``: one fixed random vector per word type (Brain-Score's random-embedding control).
+- ``random-<width>``: one fixed random vector per word type (Brain-Score's random-embedding control);
+- a static word embedding (:data:`brainalign.features.encoders.STATIC_EMBEDDINGS`: ``glove-50``): each word's
+  vector, lower-cased and stripped of surrounding punctuation, zeros out of the vocabulary; one layer.
 
 Each word's representation at each layer is the state of its last token given the word and up to
 ``context`` preceding words (a sliding window: exactly the words a reader has seen). For an encoder the
@@ -17,6 +19,7 @@ length into batches, and the states go straight into a memory-mapped ``.npy`` of
 
 from __future__ import annotations
 
+import logging
 import re
 import zlib
 from dataclasses import dataclass
@@ -28,7 +31,9 @@ import torch
 from tqdm.auto import tqdm
 
 from brainalign.errors import ConfigError, InputError
-from brainalign.features.encoders import Encoder, load_encoder, named_encoder
+from brainalign.features.encoders import Encoder, load_encoder, load_static, named_encoder, named_static
+
+log = logging.getLogger(__name__)
 
 POOLINGS = ("last", "cls")
 UNTRAINED = "-untrained"
@@ -49,21 +54,31 @@ class FeatureModel:
         The architecture with fresh weights (seeded).
     random_width : int
         Width of a random embedding; 0 for a language model.
+    static : str
+        A registered static word embedding (``glove-50``); empty otherwise.
     """
 
     name: str
     base: str
     untrained: bool = False
     random_width: int = 0
+    static: str = ""
 
     @property
     def is_random(self) -> bool:
         return self.random_width > 0
 
+    @property
+    def is_static(self) -> bool:
+        return bool(self.static)
+
     def spec(self, seed: int) -> dict:
         """What determines the model's features (for task keys)."""
-        return {"name": self.name, "base": self.base, "untrained": self.untrained,
-                "random_width": self.random_width, "seed": int(seed)}
+        out = {"name": self.name, "base": self.base, "untrained": self.untrained,
+               "random_width": self.random_width, "seed": int(seed)}
+        if self.static:  # only then, so that the keys of every other model stay as they were
+            out["static"] = self.static
+        return out
 
 
 def parse_feature_model(name: str) -> FeatureModel:
@@ -76,7 +91,12 @@ def parse_feature_model(name: str) -> FeatureModel:
         if width < 1:
             raise ConfigError(f"params.yaml: encoding.models: {name!r}: a random embedding needs a width >= 1")
         return FeatureModel(name=name, base="", random_width=width)
+    if named_static(name) is not None:
+        return FeatureModel(name=name, base=name, static=name)
     if name.endswith(UNTRAINED):
+        if named_static(name[: -len(UNTRAINED)]) is not None:
+            raise ConfigError(f"params.yaml: encoding.models: {name!r}: a static embedding has no untrained "
+                              f"architecture; its control is a random embedding of its width (random-<width>)")
         return FeatureModel(name=name, base=name[: -len(UNTRAINED)], untrained=True)
     named = named_encoder(name)
     if named is not None and named.directory is None:
@@ -98,9 +118,9 @@ def is_causal(config) -> bool:
 
 
 def load_feature_model(model: FeatureModel | str, seed: int = 0) -> Encoder | FeatureModel:
-    """The loaded language model of an entry, or the entry itself for a random embedding."""
+    """The loaded language model of an entry, or the entry itself for a random or static embedding."""
     model = parse_feature_model(model) if isinstance(model, str) else model
-    if model.is_random:
+    if model.is_random or model.is_static:
         return model
     return load_encoder(model.base, untrained=model.untrained, seed=seed)
 
@@ -123,14 +143,17 @@ def random_embedding(words: Sequence[str], width: int, seed: int = 0) -> np.ndar
 
 
 def n_feature_layers(model: Encoder | FeatureModel) -> int:
-    """How many layers :func:`extract_features` returns: hidden layers + the embeddings, or 1 (random)."""
+    """How many layers :func:`extract_features` returns: hidden layers + the embeddings, or 1 (random,
+    static)."""
     if isinstance(model, FeatureModel):
         return 1
     return int(model.model.config.num_hidden_layers) + 1
 
 
 def feature_width(model: Encoder | FeatureModel) -> int:
-    return model.random_width if isinstance(model, FeatureModel) else int(model.model.config.hidden_size)
+    if isinstance(model, FeatureModel):
+        return load_static(model.static).width if model.is_static else model.random_width
+    return int(model.model.config.hidden_size)
 
 
 def extract_features(model: Encoder | FeatureModel, words: Sequence[str], context: int = 20,
@@ -172,7 +195,10 @@ def extract_features(model: Encoder | FeatureModel, words: Sequence[str], contex
     shape = (n_feature_layers(model), len(words), feature_width(model))
     array = (np.lib.format.open_memmap(str(out), mode="w+", dtype=np.float32, shape=shape) if out is not None
              else np.zeros(shape, dtype=np.float32))
-    if isinstance(model, FeatureModel):
+    if isinstance(model, FeatureModel) and model.is_static:
+        array[0], n_oov = load_static(model.static).lookup(words)
+        log.info("%s: %d of %d words out of the vocabulary (zero vectors)", model.name, n_oov, len(words))
+    elif isinstance(model, FeatureModel):
         array[0] = random_embedding(words, model.random_width, seed)
     else:
         if pooling == "cls" and is_causal(model.model.config):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cached_property
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -50,3 +51,21 @@ class TaskSpec(Protocol):
 
     def tags(self) -> dict[str, str]:
         """Short strings to record with it: input hashes (``input_md5.<path>``) and names."""
+
+
+class StoredTask:
+    """What the task store needs of a task whose ``spec`` (a cached property) determines it."""
+
+    namespace = ""
+    source = None
+
+    def payload(self) -> dict:
+        return self.spec
+
+    @cached_property
+    def key(self) -> str:
+        return spec_key(self.spec)
+
+    @property
+    def id(self) -> str:
+        return f"{self.namespace}/{self.key}"
