@@ -8,7 +8,9 @@ stories. What the recordings respond to is planted:
 neural datasets (Pereira, Fedorenko, Blank)
     A *generator* model (``minilm`` by default) reads every presentation exactly as the benchmarks read
     models (:func:`brainalign.benchmarks.activations.presentation_activations`); its ``generator_layer``
-    is standardised and projected onto ``n_latent`` random directions (the latent stimulus features).
+    is standardised and projected onto ``n_latent`` random directions (the latent stimulus features). For
+    Fedorenko's words, a repeated word's mean state is removed first: the electrodes follow what context
+    adds to a word, not which word it is.
     Each responsive channel is a random linear mix of the latents plus independent noise, at a drawn
     correlation ``true_r`` between its noise-free signal and its response; other channels are noise. The
     truth: each channel's signal correlation (the per-channel ceiling a perfect model of the stimulus
@@ -195,7 +197,14 @@ def simulate_fedorenko(raw: Path, truth: Path, settings: BenchmarkSimulation, pr
     sentences = fedorenko_texts()
     words = [w for s in sentences for w in s.split()]
     groups = np.repeat(np.arange(len(sentences)), 8)
-    latent = latent_features(_generator_features(settings, words, groups, progress), settings.n_latent, rng)
+    features = _generator_features(settings, words, groups, progress)
+    # The electrodes follow what the sentence context adds to a word, not the word's identity (the build-up of
+    # meaning over a sentence that Fedorenko et al. report): each repeated word's mean state is removed.
+    for word in set(words):
+        rows = [i for i, w in enumerate(words) if w == word]
+        if len(rows) > 1:
+            features[rows] -= features[rows].mean(axis=0)
+    latent = latent_features(features, settings.n_latent, rng)
     n = sum(settings.fedorenko_electrodes)
     responsive = rng.random(n) < settings.fedorenko_responsive
     responses, _, ceiling = channel_responses(latent, responsive, settings.true_r, rng)

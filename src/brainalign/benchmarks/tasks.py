@@ -114,7 +114,7 @@ class CeilingTask(StoredTask):
         return {"benchmark": self.benchmark, "data_md5": self.data_md5, "metric": self.metric, "kind": self.kind,
                 "n_bootstraps": self.n_bootstraps, "subsets_per_k": self.subsets_per_k,
                 "heldout_participants": self.heldout_participants, "fit": self.fit,
-                "selection": [self.reading.selection_fraction, self.reading.seed], "code": code_key(__name__)}
+                "code": code_key(__name__)}
 
     def params(self) -> dict:
         return {"benchmark": self.benchmark, "metric": self.metric, "kind": self.kind,
@@ -122,11 +122,6 @@ class CeilingTask(StoredTask):
 
     def tags(self) -> dict[str, str]:
         return {"ceiling_key": self.key, "benchmark": self.benchmark, "input_md5.benchmark_data": self.data_md5}
-
-
-def test_part(data: Presentations, reading: Reading) -> np.ndarray:
-    """The presentations a neural benchmark's scores and ceiling are computed on (the rest choose layers)."""
-    return ~selection_mask(data.groups, reading.selection_fraction, reading.seed)
 
 
 def unigram_surprisal(words: list[str]) -> np.ndarray:
@@ -178,16 +173,18 @@ def ceiling_work(data: Presentations, progress: bool = True) -> Callable:
             value, per_split = split_half_ceiling(data.responses.T.astype(np.float64), seed=task.reading.seed)
             np.save(directory / "ceiling.npy", np.asarray(per_split, dtype=np.float64))
             return {"value": float(value), **_bookkeeping(started, data.n_presentations)}
-        test = data.select_presentations(test_part(data, task.reading))
-        result = brainscore_ceiling(test.responses.astype(np.float64), test.channels["subject"].to_numpy(),
+        # The ceiling fits no model of the stimulus (participants predict each other, cross-validated), so it
+        # uses every presentation, as Brain-Score does: the model scores, on the test part alone, are then if
+        # anything slightly conservative against it.
+        result = brainscore_ceiling(data.responses.astype(np.float64), data.channels["subject"].to_numpy(),
                                     benchmark_metric(task.metric),
-                                    stimulus_ids=test.stimuli["stimulus_id"].to_numpy(),
-                                    groups=test.groups, n_bootstraps=task.n_bootstraps,
+                                    stimulus_ids=data.stimuli["stimulus_id"].to_numpy(),
+                                    groups=data.groups, n_bootstraps=task.n_bootstraps,
                                     subsets_per_k=task.subsets_per_k,
                                     heldout_participants=task.heldout_participants, fit=task.fit,
                                     progress=progress)
         np.save(directory / "ceiling.npy", np.asarray(result.per_neuroid, dtype=np.float64))
-        return {"value": float(result.value), **_bookkeeping(started, test.n_presentations)}
+        return {"value": float(result.value), **_bookkeeping(started, data.n_presentations)}
     return work
 
 
