@@ -62,7 +62,8 @@ def leaderboard(benchmarks: Sequence[pd.DataFrame], nextword: pd.DataFrame | Non
                .reset_index().assign(benchmark="average", key="average"))
     table = pd.concat([table, average], ignore_index=True)
     if nextword is not None and len(nextword):
-        table = table.merge(nextword, on="model", how="left")
+        measures = [c for c in ("accuracy", "perplexity", "pseudo_perplexity") if c in nextword.columns]
+        table = table.merge(nextword[["model", *measures]], on="model", how="left")
     return table
 
 

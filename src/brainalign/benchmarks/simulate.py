@@ -48,7 +48,8 @@ class BenchmarkSimulation:
     generator: str = "minilm"
     generator_layer: int = 4
     surprisal_generator: str = "smollm2"
-    n_latent: int = 8
+    n_latent: int = 4
+    blank_latent: int = 1
     true_r: tuple[float, float] = (0.3, 0.75)
     pereira_participants: int = 5
     pereira_voxels: tuple[int, int, int, int, int] = (120, 80, 40, 30, 60)  # languageLH, RH, MD, DMN, none
@@ -63,7 +64,7 @@ class BenchmarkSimulation:
     futrell_stories_per_reader: int = 6
     rt_per_bit: float = 25.0
     rt_per_char: float = 8.0
-    rt_noise: float = 110.0
+    rt_noise: float = 150.0
     batch_size: int = 16
     max_length: int = 256
 
@@ -298,7 +299,8 @@ def simulate_blank(raw: Path, truth: Path, settings: BenchmarkSimulation, progre
             texts.append(" ".join(np.asarray(words)[assigned == index]))
             groups.append(story)
             slots.append((story, int(index)))
-    latent = latent_features(_generator_features(settings, texts, np.asarray(groups), progress), settings.n_latent, rng)
+    latent = latent_features(_generator_features(settings, texts, np.asarray(groups), progress), settings.blank_latent,
+                             rng)
     write_blank_textgrids(raw, story_words)
     frames, ceilings = [], []
     for number in range(settings.blank_participants):
