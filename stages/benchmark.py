@@ -10,6 +10,8 @@ ceiling, normalised, the optimistic best test layer), ``layers.parquet`` (every 
 ``summary.json``; and ``metrics/benchmark_<name>.json``.
 """
 
+from pathlib import Path
+
 from brainalign.cli import begin_stage, exit_stage, guarded, stage_argument
 
 begin_stage()
@@ -47,7 +49,7 @@ def main() -> None:
         summary = result.summary
         write_json(f"metrics/benchmark_{name}.json", {"ceiling": summary["ceiling"], **{
             row["model"]: {k: row[k] for k in ("committed_layer", "raw", "normalised")} for row in summary["models"]}})
-        mlflow.log_metrics({f"{row['model']}.{k}": row[k] for row in summary["models"]
+        mlflow.log_metrics({f"{Path(row['model']).name}.{k}": row[k] for row in summary["models"]
                             for k in ("raw", "normalised") if row[k] is not None})
         if summary["ceiling"] is not None:
             mlflow.log_metric("ceiling", summary["ceiling"])

@@ -37,6 +37,25 @@ def tiny_encoder(directory: Path, hidden: int = 32, layers: int = 2, seed: int =
     return directory
 
 
+def tiny_causal(directory: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    """A small untrained GPT-2 (with its LM head) saved as a local model directory, with MiniLM's tokenizer."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from brainalign.features.encoders import resolve_encoder
+
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=30522, n_embd=hidden, n_layer=layers, n_head=2, n_positions=512,
+                        bos_token_id=101, eos_token_id=102)
+    GPT2LMHeadModel(config).save_pretrained(directory, safe_serialization=True)
+    packaged = Path(resolve_encoder("minilm"))
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (packaged / name).exists():
+            shutil.copy2(packaged / name, directory / name)
+    return directory
+
+
 def set_params(root: Path, overrides: dict) -> dict:
     """Update ``root/params.yaml`` with ``{"section.key": value}`` overrides; returns the whole params."""
     path = root / "params.yaml"
