@@ -38,7 +38,7 @@ def main() -> None:
         with atomic_path("data/benchmarks/nextword.parquet") as tmp:
             table.to_parquet(tmp, index=False)
         write_json("metrics/nextword.json", {"text": source, **{row["model"]: {
-            k: row[k] for k in ("accuracy", "perplexity", "pseudo_perplexity") if row.get(k) is not None}
+            k: float(row[k]) for k in ("accuracy", "perplexity", "pseudo_perplexity") if pd.notna(row.get(k))}
             for row in table.to_dict(orient="records")}})
         print(table.to_string(index=False), flush=True)
 

@@ -89,19 +89,23 @@ def wide_leaderboard(table: pd.DataFrame) -> pd.DataFrame:
     """One row per model: per benchmark ``<benchmark> normalised`` / ``raw`` / ``layer``, the average, and the
     next-word columns; sorted by the average normalised score."""
     scored = table[table["benchmark"] != "average"]
+    benchmarks = list(dict.fromkeys(scored["benchmark"]))
     rows = []
     for model, group in scored.groupby("model", sort=False):
         row = {"model": model, "label": group["label"].iloc[0]}
-        for item in group.itertuples():
-            row[f"{item.benchmark} normalised"] = item.normalised
-            row[f"{item.benchmark} raw"] = item.raw
-            row[f"{item.benchmark} layer"] = (f"{int(item.committed_layer)}/{int(item.n_layers) - 1}"
-                                              if item.committed_layer >= 0 else "-")
+        by_benchmark = {item.benchmark: item for item in group.itertuples()}
+        for benchmark in benchmarks:
+            item = by_benchmark.get(benchmark)
+            row[f"{benchmark} normalised"] = None if item is None else item.normalised
+            row[f"{benchmark} raw"] = None if item is None else item.raw
+            row[f"{benchmark} layer"] = ("-" if item is None or item.committed_layer < 0 else
+                                         f"{int(item.committed_layer)}/{int(item.n_layers) - 1}")
         average = table[(table["benchmark"] == "average") & (table["model"] == model)]
         row["average normalised"] = float(average["normalised"].iloc[0]) if len(average) else None
+        row["benchmarks scored"] = int(group["benchmark"].nunique())
         for column in ("accuracy", "perplexity", "pseudo_perplexity"):
             if column in table.columns:
-                row[column] = group[column].iloc[0]
+                row[f"next-word {column}"] = group[column].iloc[0]
         rows.append(row)
     return pd.DataFrame(rows).sort_values("average normalised", ascending=False, na_position="last",
                                           kind="stable").reset_index(drop=True)
