@@ -70,7 +70,7 @@ def evaluate_benchmark(benchmark: Benchmark, key: str, entry: dict, models: list
         Already read (default: read through the benchmark's loader).
     """
     if data is None:
-        data = read_benchmark_data(benchmark.source, entry["path"], **entry["options"])
+        data = read_benchmark_data(entry["source"], entry["path"], **entry["options"])
     digest = data_md5(data)
     entries = {m: zoo_model(m) for m in models}
     scored = [m for m in models if scores_benchmark(entries[m].family, benchmark.kind)]

@@ -9,9 +9,11 @@ in a computation.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
+from brainalign.data.benchmark_sources import BENCHMARK_SOURCES
 from brainalign.errors import ConfigError
 from brainalign.registry import Registry
 
@@ -79,7 +81,7 @@ _register(Benchmark("Futrell2018", "futrell2018", "reading_times", "surprisal", 
                     published={"ceiling": 0.858, "gpt2-xl": 0.87, "gpt2": 0.70, "bert-large": 0.75,
                                "glove": 0.39, "distilgpt2 (raw, Brain-Score's test)": 0.361}))
 
-SUITE_KEYS = ("benchmark", "path", "options", "metric")
+SUITE_KEYS = ("benchmark", "path", "options", "metric", "source")
 
 
 def suite_entry(params: dict, key: str) -> tuple[Benchmark, dict[str, Any]]:
@@ -92,8 +94,16 @@ def suite_entry(params: dict, key: str) -> tuple[Benchmark, dict[str, Any]]:
     unknown = sorted(set(entry) - set(SUITE_KEYS))
     if unknown or "benchmark" not in entry or "path" not in entry:
         raise ConfigError(f"params.yaml: benchmarks.suite.{key}: expected keys benchmark, path and optionally "
-                          f"options, metric; found {sorted(entry)}")
+                          f"options, metric, source; found {sorted(entry)}")
     benchmark = BENCHMARKS.get(entry["benchmark"])
-    options = {**benchmark.options, **(entry.get("options") or {})}
+    source = entry.get("source") or benchmark.source
+    loader = BENCHMARK_SOURCES.get(source)
+    # A benchmark read from another source (a Brain-Score assembly) takes that loader's options only.
+    options = {**(benchmark.options if source == benchmark.source else {}), **(entry.get("options") or {})}
+    accepted = [name for name in inspect.signature(loader).parameters if name != "path"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(f"params.yaml: benchmarks.suite.{key}.options: expected options of the {source} loader "
+                          f"({', '.join(accepted)}), found {', '.join(unknown)}")
     metric = entry.get("metric") or benchmark.metric
-    return benchmark, {"path": str(entry["path"]), "options": options, "metric": metric}
+    return benchmark, {"path": str(entry["path"]), "options": options, "metric": metric, "source": source}
