@@ -41,7 +41,7 @@ def main() -> None:
             nextword.to_csv(tmp / "nextword.csv", index=False)
             leaderboard_figure(table, tmp / "leaderboard.png")
             scatter_figure(table, correlation, tmp / "brain_vs_nextword.png")
-        scored = table[table["benchmark"] != "average"]
+        scored = table[table["kind"] != "average"]
         write_json("metrics/leaderboard.json", {
             "brain_vs_nextword": correlation,
             "scores": {model: {row.benchmark: {"raw": row.raw, "normalised": row.normalised,

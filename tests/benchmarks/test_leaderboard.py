@@ -10,8 +10,8 @@ from brainalign.benchmarks.suite import suite_entry
 from brainalign.errors import ConfigError
 
 
-def _rows(benchmark, values):
-    return pd.DataFrame([{"benchmark": benchmark, "key": benchmark.lower(), "model": m, "label": m.upper(),
+def _rows(benchmark, values, kind="neural"):
+    return pd.DataFrame([{"benchmark": benchmark, "key": benchmark.lower(), "kind": kind, "model": m, "label": m.upper(),
                           "committed_layer": layer, "raw": raw, "ceiling": 0.5, "normalised": raw / 0.5,
                           "best_test_layer": layer, "best_test_raw": raw, "n_layers": 4}
                          for m, (layer, raw) in values.items()])
@@ -20,16 +20,21 @@ def _rows(benchmark, values):
 def test_average_and_wide_table_by_hand():
     a = _rows("A", {"m1": (2, 0.4), "m2": (1, 0.2), "m3": (0, 0.1)})
     b = _rows("B", {"m1": (3, 0.3), "m2": (1, 0.1)})
+    reading = _rows("R", {"m1": (-1, 0.05), "m4": (-1, 0.5)}, kind="reading_times")
     nextword = pd.DataFrame({"model": ["m1", "m2", "m3"], "label": ["x", "y", "z"], "accuracy": [0.3, 0.2, 0.05]})
-    table = leaderboard([a, b], nextword)
+    nextword = pd.concat([nextword, pd.DataFrame({"model": ["m4"], "label": ["u"], "accuracy": [0.9]})])
+    table = leaderboard([a, b, reading], nextword)
     average = table[table["benchmark"] == "average"].set_index("model")
-    assert average.loc["m1", "normalised"] == pytest.approx((0.8 + 0.6) / 2)
+    assert average.loc["m1", "normalised"] == pytest.approx((0.8 + 0.6 + 0.1) / 3)
+    neural = table[table["benchmark"] == "neural average"].set_index("model")
+    assert neural.loc["m1", "normalised"] == pytest.approx((0.8 + 0.6) / 2)
+    assert "m4" not in neural.index  # read reading times only: not a neural brain score
     assert average.loc["m3", "normalised"] == pytest.approx(0.2)  # scored on A only
     assert average.loc["m3", "n_benchmarks"] == 1
     wide = wide_leaderboard(table)
-    assert list(wide["model"]) == ["m1", "m2", "m3"]  # by average normalised
-    assert wide.loc[0, "A layer"] == "2/3" and wide.loc[2, "B layer"] == "-"
-    assert wide.loc[1, "next-word accuracy"] == 0.2
+    assert list(wide["model"]) == ["m4", "m1", "m2", "m3"]  # by average normalised
+    assert wide.loc[1, "A layer"] == "2/3" and wide.loc[3, "B layer"] == "-" and wide.loc[1, "R layer"] == "-"
+    assert wide.loc[2, "next-word accuracy"] == 0.2
     correlation = brain_vs_nextword(table)
     # By hand: x = (0.3, 0.2, 0.05), y = (0.7, 0.3, 0.2): ranks agree, Spearman 1.
     assert correlation["spearman_rho"] == pytest.approx(1.0)
@@ -38,6 +43,7 @@ def test_average_and_wide_table_by_hand():
     r = sum((a - mx) * (b - my) for a, b in zip(x, y)) / (
         sum((a - mx) ** 2 for a in x) ** 0.5 * sum((b - my) ** 2 for b in y) ** 0.5)
     assert correlation["pearson_r"] == pytest.approx(r)
+    assert correlation["n_models"] == 3  # m4 has an accuracy but no neural score
     assert brain_vs_nextword(table[table["model"] != "m3"])["pearson_r"] is None  # fewer than 3 models
 
 

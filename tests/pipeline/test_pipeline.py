@@ -142,7 +142,7 @@ def test_benchmarks_recover_the_simulations_truth(scratch):
             assert rows["unigram"]["raw"] > 0.1
     board = pd.read_parquet(scratch / "data/benchmarks/leaderboard.parquet")
     assert set(board["benchmark"]) == {"Pereira2018.384sentences", "Fedorenko2016", "Blank2014", "Futrell2018",
-                                       "average"}
+                                       "average", "neural average"}
     metrics = json.loads((scratch / "metrics/leaderboard.json").read_text())
     assert metrics["scores"]["tiny-bert"]["Pereira2018.384sentences"]["committed_layer"] == 1
     nextword = pd.read_parquet(scratch / "data/benchmarks/nextword.parquet").set_index("model")

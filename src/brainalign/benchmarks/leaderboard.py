@@ -33,7 +33,7 @@ def benchmark_summary(benchmark, key: str, tasks: Sequence, results: Sequence[di
     for task, result in zip(tasks, results):
         raw = result["raw"]
         rows.append({
-            "benchmark": benchmark.name, "key": key, "model": task.model, "label": labels.get(task.model, task.model),
+            "benchmark": benchmark.name, "key": key, "kind": benchmark.kind, "model": task.model, "label": labels.get(task.model, task.model),
             "committed_layer": int(result["committed_layer"]), "raw": None if raw is None else float(raw),
             "ceiling": ceiling,
             "normalised": None if raw is None or not ceiling else float(normalise(raw, ceiling)),
@@ -41,7 +41,7 @@ def benchmark_summary(benchmark, key: str, tasks: Sequence, results: Sequence[di
             "best_test_raw": None if result["best_test_raw"] is None else float(result["best_test_raw"]),
             "n_layers": int(result["n_layers"]),
         })
-    table = pd.DataFrame(rows, columns=["benchmark", "key", "model", "label", "committed_layer", "raw", "ceiling",
+    table = pd.DataFrame(rows, columns=["benchmark", "key", "kind", "model", "label", "committed_layer", "raw", "ceiling",
                                         "normalised", "best_test_layer", "best_test_raw", "n_layers"])
     summary = {"benchmark": benchmark.name, "key": key, "kind": benchmark.kind, "ceiling": ceiling,
                "ceiling_kind": benchmark.ceiling, "published": benchmark.published, "models": rows,
@@ -53,14 +53,19 @@ def benchmark_summary(benchmark, key: str, tasks: Sequence, results: Sequence[di
 
 def leaderboard(benchmarks: Sequence[pd.DataFrame], nextword: pd.DataFrame | None = None) -> pd.DataFrame:
     """Models x benchmarks in long form, with each model's mean normalised score over the benchmarks it was
-    scored on (``benchmark == "average"``) and its next-word results as columns."""
+    scored on (``benchmark == "average"``) and over the neural ones alone (``"neural average"``: the brain
+    score set against next-word prediction), and its next-word results as columns."""
     table = pd.concat([b for b in benchmarks if len(b)], ignore_index=True) if benchmarks else pd.DataFrame()
     if table.empty:
         return table
-    average = (table.groupby(["model", "label"], sort=False)
-               .agg(raw=("raw", "mean"), normalised=("normalised", "mean"), n_benchmarks=("benchmark", "nunique"))
-               .reset_index().assign(benchmark="average", key="average"))
-    table = pd.concat([table, average], ignore_index=True)
+    averages = []
+    for name, rows in (("average", table), ("neural average", table[table["kind"] == "neural"])):
+        if len(rows):
+            averages.append(rows.groupby(["model", "label"], sort=False)
+                            .agg(raw=("raw", "mean"), normalised=("normalised", "mean"),
+                                 n_benchmarks=("benchmark", "nunique"))
+                            .reset_index().assign(benchmark=name, key=name, kind="average"))
+    table = pd.concat([table, *averages], ignore_index=True)
     if nextword is not None and len(nextword):
         measures = [c for c in ("accuracy", "perplexity", "pseudo_perplexity") if c in nextword.columns]
         table = table.merge(nextword[["model", *measures]], on="model", how="left")
@@ -68,9 +73,10 @@ def leaderboard(benchmarks: Sequence[pd.DataFrame], nextword: pd.DataFrame | Non
 
 
 def brain_vs_nextword(table: pd.DataFrame, measure: str = "accuracy") -> dict:
-    """Across models, the Pearson and Spearman correlations of the mean normalised brain score with a
-    next-word measure (models without it are left out); None where fewer than 3 models have both."""
-    average = table[table["benchmark"] == "average"].dropna(subset=["normalised", measure]) \
+    """Across models, the Pearson and Spearman correlations of the neural brain score (mean normalised over the
+    neural benchmarks) with a next-word measure (models without either are left out); None where fewer than 3
+    models have both."""
+    average = table[table["benchmark"] == "neural average"].dropna(subset=["normalised", measure]) \
         if measure in table.columns else pd.DataFrame()
     if len(average) < 3:
         return {"measure": measure, "n_models": int(len(average)), "pearson_r": None, "pearson_p": None,
@@ -88,7 +94,7 @@ def brain_vs_nextword(table: pd.DataFrame, measure: str = "accuracy") -> dict:
 def wide_leaderboard(table: pd.DataFrame) -> pd.DataFrame:
     """One row per model: per benchmark ``<benchmark> normalised`` / ``raw`` / ``layer``, the average, and the
     next-word columns; sorted by the average normalised score."""
-    scored = table[table["benchmark"] != "average"]
+    scored = table[table["kind"] != "average"]
     benchmarks = list(dict.fromkeys(scored["benchmark"]))
     rows = []
     for model, group in scored.groupby("model", sort=False):
@@ -100,8 +106,9 @@ def wide_leaderboard(table: pd.DataFrame) -> pd.DataFrame:
             row[f"{benchmark} raw"] = None if item is None else item.raw
             row[f"{benchmark} layer"] = ("-" if item is None or item.committed_layer < 0 else
                                          f"{int(item.committed_layer)}/{int(item.n_layers) - 1}")
-        average = table[(table["benchmark"] == "average") & (table["model"] == model)]
-        row["average normalised"] = float(average["normalised"].iloc[0]) if len(average) else None
+        for name in ("average", "neural average"):
+            average = table[(table["benchmark"] == name) & (table["model"] == model)]
+            row[f"{name} normalised"] = float(average["normalised"].iloc[0]) if len(average) else None
         row["benchmarks scored"] = int(group["benchmark"].nunique())
         for column in ("accuracy", "perplexity", "pseudo_perplexity"):
             if column in table.columns:

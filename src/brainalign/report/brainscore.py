@@ -32,7 +32,7 @@ def _save(fig, path: Path, numbers: pd.DataFrame) -> None:
 
 def scatter_figure(table: pd.DataFrame, correlation: dict, path: Path, measure: str = "accuracy") -> None:
     """Each model's mean normalised brain score against its next-word ``measure``, with the correlation."""
-    average = table[table["benchmark"] == "average"]
+    average = table[table["benchmark"] == "neural average"]
     points = average.dropna(subset=[measure, "normalised"]) if measure in average.columns else average.iloc[:0]
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     ax.scatter(points[measure], points["normalised"], color="#1f77b4")
@@ -40,7 +40,7 @@ def scatter_figure(table: pd.DataFrame, correlation: dict, path: Path, measure: 
         ax.annotate(row.model, (getattr(row, measure), row.normalised), textcoords="offset points", xytext=(4, 4),
                     fontsize=8)
     ax.set_xlabel(f"next-word {measure}")
-    ax.set_ylabel("brain score (mean ceiling-normalised over benchmarks)")
+    ax.set_ylabel("brain score (mean ceiling-normalised, neural benchmarks)")
     r = correlation.get("pearson_r")
     ax.set_title(f"Brain score against next-word {measure}" +
                  (f": r = {r:.2f}, ρ = {correlation['spearman_rho']:.2f} over {correlation['n_models']} models"
@@ -51,7 +51,7 @@ def scatter_figure(table: pd.DataFrame, correlation: dict, path: Path, measure: 
 
 def leaderboard_figure(table: pd.DataFrame, path: Path) -> None:
     """Grouped bars: models x benchmarks, ceiling-normalised score of the committed layer."""
-    scored = table[table["benchmark"] != "average"].dropna(subset=["normalised"])
+    scored = table[table["kind"] != "average"].dropna(subset=["normalised"])
     wide = scored.pivot_table(index="model", columns="benchmark", values="normalised", sort=False)
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
     width = 0.8 / max(len(wide.columns), 1)
@@ -107,8 +107,9 @@ def benchmark_figures(out: Path, root: str | Path = SCORES, leaderboard: str | P
                             "the selection part."))
     if (board / "brain_vs_nextword.png").exists():
         shown.append(Figure(SECTION, "Brain score against next-word prediction", board / "brain_vs_nextword.png",
-                            "One point per language model: the mean normalised score over the benchmarks it was "
-                            "scored on, against its top-1 next-word accuracy (nextword stage)."))
+                            "One point per language model with both: its mean normalised score over the neural "
+                            "benchmarks, against its top-1 next-word accuracy (nextword stage); the correlation "
+                            "across models needs 3 or more."))
     for summary_path in sorted(Path(root).glob("*/summary.json")):
         summary = json.loads(summary_path.read_text())
         if summary["kind"] != "neural":
