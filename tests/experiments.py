@@ -18,23 +18,46 @@ from conftest import REPOSITORY, run_stage
 DATASETS = ("fmri", "meg")
 
 
+SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def shared_data(name: str) -> Path:
+    """``../shared/data/<name>`` (real public data, read in place): a CI run fails without it; elsewhere the
+    test is skipped with the reason."""
+    import os
+
+    import pytest
+
+    path = SHARED_DATA / name
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"the real data {path} is absent (it must be beside the repository in CI)")
+        pytest.skip(f"the real data {path} is absent (CI unset: not a failure here)")
+    return path
+
+
+def with_minilm_tokenizer(directory: Path) -> Path:
+    """Copy the packaged MiniLM's tokenizer files into a model directory."""
+    from brainalign.features.encoders import resolve_encoder
+
+    packaged = Path(resolve_encoder("minilm"))
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (packaged / name).exists():
+            shutil.copy2(packaged / name, directory / name)
+    return directory
+
+
 def tiny_encoder(directory: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
     """A small untrained BERT saved as a local model directory (safetensors + the MiniLM tokenizer files)."""
     import torch
     from transformers import BertConfig, BertModel
-
-    from brainalign.features.encoders import resolve_encoder
 
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
                         intermediate_size=2 * hidden, max_position_embeddings=256)
     BertModel(config).save_pretrained(directory, safe_serialization=True)
-    packaged = Path(resolve_encoder("minilm"))
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        if (packaged / name).exists():
-            shutil.copy2(packaged / name, directory / name)
-    return directory
+    return with_minilm_tokenizer(directory)
 
 
 def tiny_causal(directory: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
@@ -42,18 +65,12 @@ def tiny_causal(directory: Path, hidden: int = 32, layers: int = 2, seed: int = 
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from brainalign.features.encoders import resolve_encoder
-
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     config = GPT2Config(vocab_size=30522, n_embd=hidden, n_layer=layers, n_head=2, n_positions=512,
                         bos_token_id=101, eos_token_id=102)
     GPT2LMHeadModel(config).save_pretrained(directory, safe_serialization=True)
-    packaged = Path(resolve_encoder("minilm"))
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        if (packaged / name).exists():
-            shutil.copy2(packaged / name, directory / name)
-    return directory
+    return with_minilm_tokenizer(directory)
 
 
 def set_params(root: Path, overrides: dict) -> dict:

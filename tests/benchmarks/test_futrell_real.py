@@ -17,18 +17,13 @@ import yaml
 from scipy import stats
 
 from conftest import run_stage
-from experiments import tiny_causal
+from experiments import shared_data, tiny_causal
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "naturalstories" / "naturalstories_RTS"
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def _real() -> Path:
-    if not (SHARED / "processed_wordinfo.tsv").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"the real data {SHARED} is absent (it must be beside the repository in CI)")
-        pytest.skip(f"the real data {SHARED} is absent (CI unset: not a failure here)")
-    return SHARED
+    return shared_data("naturalstories/naturalstories_RTS")
 
 
 def _hand_aligned() -> pd.DataFrame:

@@ -3,27 +3,21 @@ filters on a hand-made table, and one clear error per malformed file."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from experiments import shared_data
 
 from brainalign.data.futrell import read_futrell2018, wordinfo_from_reading_times, write_futrell
 from brainalign.errors import InputError
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 
 def shared(name: str) -> Path:
-    path = SHARED / name
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"the real data {path} is absent (it must be beside the repository in CI)")
-        pytest.skip(f"the real data {path} is absent (CI unset: not a failure here)")
-    return path
+    return shared_data(name)
 
 
 @pytest.fixture(scope="module")

@@ -3,18 +3,17 @@ one clear error per malformed file."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from experiments import shared_data
 import scipy.io
 
 from brainalign.data.pereira import read_pereira2018, write_pereira
 from brainalign.errors import InputError
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 VOLUME = (3, 3, 2)
 COORDS = np.array([[0, 0, 0], [1, 0, 0], [2, 1, 0], [0, 2, 1], [1, 1, 1], [2, 2, 1]])
 ATLASES = {"languageLH": [np.array([2, 1]), np.array([4])], "languageRH": [np.array([5])],
@@ -22,12 +21,7 @@ ATLASES = {"languageLH": [np.array([2, 1]), np.array([4])], "languageRH": [np.ar
 
 
 def shared(name: str) -> Path:
-    path = SHARED / name
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"the real data {path} is absent (it must be beside the repository in CI)")
-        pytest.skip(f"the real data {path} is absent (CI unset: not a failure here)")
-    return path
+    return shared_data(name)
 
 
 def small(directory: Path, participants=("P01", "M02"), v73=False, seed=0, sentences=None) -> dict:
