@@ -258,7 +258,8 @@ def test_report_renders_in_chromium(scratch, tmp_path):
         ids = [r for (r,) in db.execute("select r.run_uuid from runs r join tags t on t.run_uuid = r.run_uuid "
                                          "where t.key = 'stage' and t.value in ('train@finetuned', 'score', 'report')")]
     assert ids and all(run_id in text for run_id in ids)
-    pngs = sorted((scratch / "reports/figures").glob("*.png"))
+    # Every figure of the report: its own, and the leaderboard's two (drawn by the leaderboard stage).
+    pngs = sorted((scratch / "reports/figures").glob("*.png")) + sorted((scratch / "reports/leaderboard").glob("*.png"))
     verdicts = figure_verdicts(dump_dom(page))
     assert len(verdicts) == len(pngs) >= 15
     assert set(verdicts.values()) == {"drawn"}, verdicts
