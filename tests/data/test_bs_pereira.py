@@ -158,3 +158,43 @@ def test_no_participant_with_the_experiment(tmp_path):
     small(tmp_path)
     with pytest.raises(InputError, match=r"<participant>/examples_243sentences.mat: expected at least one"):
         read_pereira2018(tmp_path, experiment="243sentences")
+
+
+def test_the_real_sentences_go_through_the_simulated_twin_and_the_benchmark(tmp_path):
+    """The real 384 sentences, passages and topics, written by the simulated twin, read back by the loader and
+    scored: the generator model (a tiny local BERT) recovers the planted signal, the ceiling its truth."""
+    import json
+
+    from experiments import tiny_encoder
+
+    from brainalign.benchmarks.evaluate import evaluate_benchmark
+    from brainalign.benchmarks.simulate import BenchmarkSimulation, simulate_pereira
+    from brainalign.benchmarks.suite import BENCHMARKS
+    from brainalign.benchmarks.tasks import Reading
+    from brainalign.runs.store import TaskStore
+
+    table = pd.read_csv(shared("pereira2018") / "Pereira2018_stimulus_set_20220209.csv")
+    table = table[table["experiment"] == "384sentences"].sort_values("sentence_num")
+    passages = table["passage_index"].to_numpy()
+    topic_of = dict(zip(table["passage_index"], table["passage_category"]))
+    names = sorted(set(topic_of.values()))
+    topics = np.array([names.index(topic_of[p]) + 1 for p in sorted(topic_of)])
+    encoder = tiny_encoder(tmp_path / "tiny-bert")
+    settings = BenchmarkSimulation(generator=str(encoder), generator_layer=1, pereira_participants=4,
+                                   pereira_voxels=(60, 40, 10, 10, 10))
+    (tmp_path / "raw").mkdir(), (tmp_path / "truth").mkdir()
+    simulate_pereira(tmp_path / "raw", tmp_path / "truth", settings, progress=False,
+                     texts=(table["sentence"].tolist(), passages, topics))
+    data = read_pereira2018(tmp_path / "raw")
+    assert data.stimuli["text"].tolist() == table["sentence"].tolist()
+    assert data.stimuli.groupby("topic")["passage"].nunique().eq(4).all() and data.stimuli["topic"].nunique() == 24
+    assert data.n_channels == 4 * 100  # the language atlases' voxels only
+    benchmark = BENCHMARKS.get("Pereira2018.384sentences")
+    result = evaluate_benchmark(benchmark, "pereira2018", {"path": str(tmp_path / "raw"), "options": {},
+                                                           "metric": "ridge_pearsonr", "source": "pereira2018"},
+                                [str(encoder), "random-64"], Reading(), 50, TaskStore(tmp_path / "store"),
+                                progress=False, data=data)
+    truth = json.loads((tmp_path / "truth" / "truth.json").read_text())
+    assert result.summary["ceiling"] == pytest.approx(truth["true_ceiling"], rel=0.15)
+    rows = {row["model"]: row for row in result.summary["models"]}
+    assert rows[str(encoder)]["normalised"] > 0.5 > 0.1 > rows["random-64"]["normalised"]

@@ -148,12 +148,18 @@ def pereira_texts(n_sentences: int = 384, per_passage: int = 4, passages_per_top
     return chosen, passages, topics
 
 
-def simulate_pereira(raw: Path, truth: Path, settings: BenchmarkSimulation, progress: bool = True) -> None:
-    """Pereira 2018 experiment 2 (384 sentences, 96 passages, 24 topics): ``<participant>/examples_384sentences.mat``."""
+def simulate_pereira(raw: Path, truth: Path, settings: BenchmarkSimulation, progress: bool = True,
+                     texts: tuple[list[str], np.ndarray, np.ndarray] | None = None) -> None:
+    """Pereira 2018 experiment 2 (384 sentences, 96 passages, 24 topics): ``<participant>/examples_384sentences.mat``.
+
+    ``texts`` (sentences, 1-based passage of each, 1-based topic of each passage) replaces the story's, e.g. with
+    the real experiment's sentences.
+    """
     from brainalign.data.pereira import write_pereira
 
     rng = np.random.default_rng([settings.seed, 2018])
-    sentences, passages, topics = pereira_texts()
+    sentences, passages, topics = texts if texts is not None else pereira_texts()
+    n_passages, n_topics = int(np.max(passages)), int(np.max(topics))
     latent = latent_features(_generator_features(settings, sentences, passages, progress), settings.n_latent, rng)
     atlases = ("languageLH", "languageRH", "MD", "DMN")
     counts = settings.pereira_voxels
@@ -167,8 +173,9 @@ def simulate_pereira(raw: Path, truth: Path, settings: BenchmarkSimulation, prog
         columns = {atlas: [part + 1 for part in np.array_split(np.arange(bounds[i], bounds[i + 1]), 2)]
                    for i, atlas in enumerate(atlases)}
         coords = np.column_stack(np.unravel_index(rng.choice(np.prod(shape), n_voxels, replace=False), shape))
-        write_pereira(raw, participant, responses, sentences, passages, [f"passage {p}" for p in range(1, 97)],
-                      topics, [f"topic {t}" for t in range(1, 25)], columns, shape, coords)
+        write_pereira(raw, participant, responses, sentences, passages,
+                      [f"passage {p}" for p in range(1, n_passages + 1)], topics,
+                      [f"topic {t}" for t in range(1, n_topics + 1)], columns, shape, coords)
         kept = responsive  # the language atlases' voxels, in column order: the loader's channels
         frames.append(pd.DataFrame({"subject": participant, "column": np.flatnonzero(kept) + 1}))
         ceilings.append(ceiling[kept])
