@@ -9,6 +9,7 @@ packaged MiniLM's (uncased BERT) vocabulary, freshly initialised: a real encoder
 from __future__ import annotations
 
 import json
+import functools
 import shutil
 from pathlib import Path
 
@@ -102,3 +103,35 @@ def make_experiment(root: Path, overrides: dict, datasets: tuple[str, ...] = DAT
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+@functools.lru_cache(maxsize=1)
+def smollm2_tokenizer():
+    """SmolLM2's tokenizer from the converted cache (read once per process: about 3 s a load)."""
+    from transformers import AutoTokenizer
+
+    from brainalign.features.encoders import smollm2_directory
+
+    return AutoTokenizer.from_pretrained(str(smollm2_directory()), local_files_only=True)
+
+
+def tiny_zoo_model(kind: str, tokenizer, layers: int = 3, seed: int = 0):
+    """A small fresh model of each family (``gpt2``, ``llama``: causal; ``bert``: masked) with a real
+    tokenizer, as the zoo loads models."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    from brainalign.benchmarks.zoo import LoadedModel, ZooModel
+
+    vocab = len(tokenizer)
+    torch.manual_seed(seed)
+    model = {
+        "gpt2": lambda: GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=layers, n_head=2, vocab_size=vocab)),
+        "llama": lambda: LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                                                      num_attention_heads=2, num_key_value_heads=1, vocab_size=vocab,
+                                                      bos_token_id=tokenizer.bos_token_id)),
+        "bert": lambda: BertForMaskedLM(BertConfig(hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+                                                   intermediate_size=64, vocab_size=vocab)),
+    }[kind]().eval()
+    family = "masked" if kind == "bert" else "causal"
+    return LoadedModel(ZooModel(f"tiny-{kind}", family, False, None, f"tiny {kind}", ""), tokenizer, model)

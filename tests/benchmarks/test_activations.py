@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from brainalign.benchmarks.activations import presentation_activations
-from brainalign.benchmarks.zoo import LoadedModel, ZooModel, load_zoo_model
+from experiments import smollm2_tokenizer, tiny_zoo_model
+
+from brainalign.benchmarks.zoo import LoadedModel, load_zoo_model
 from brainalign.errors import InputError
-from brainalign.features.encoders import load_encoder, load_static, named_static, smollm2_directory
+from brainalign.features.encoders import load_encoder, load_static, named_static
 
 # Three passages whose sentences arrive interleaved, as a benchmark's stimulus table may list them.
 TEXTS = ["When the rain stopped, the old man walked back.", "A dog barked twice.", "He counted the boats.",
@@ -23,29 +24,8 @@ def wordpiece():
     return load_encoder("minilm").tokenizer
 
 
-@functools.lru_cache(maxsize=1)
-def smollm2_tokenizer():  # read once per module: ~3 s a load
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(smollm2_directory()), local_files_only=True)
-
-
 def tiny(kind: str, tokenizer) -> LoadedModel:
-    """A small fresh model of each family, with a real tokenizer."""
-    from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-
-    vocab = len(tokenizer)
-    torch.manual_seed(0)
-    model = {
-        "gpt2": lambda: GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=3, n_head=2, vocab_size=vocab)),
-        "llama": lambda: LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                                                      num_attention_heads=2, num_key_value_heads=1,
-                                                      vocab_size=vocab)),
-        "bert": lambda: BertForMaskedLM(BertConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
-                                                   intermediate_size=64, vocab_size=vocab)),
-    }[kind]().eval()
-    family = "masked" if kind == "bert" else "causal"
-    return LoadedModel(ZooModel(f"tiny-{kind}", family, False, None, f"tiny {kind}", ""), tokenizer, model)
+    return tiny_zoo_model(kind, tokenizer, layers=3, seed=0)
 
 
 def reference(model: LoadedModel, texts, groups, max_length):

@@ -3,7 +3,6 @@ planted weights, and real WikiText-2 (SmolLM2 against its untrained architecture
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import time
@@ -20,9 +19,11 @@ from brainalign.benchmarks.nextword import (
     wikitext_targets,
     word_surprisal,
 )
+from experiments import smollm2_tokenizer, tiny_zoo_model
+
 from brainalign.benchmarks.zoo import LoadedModel, ZooModel, load_zoo_model
 from brainalign.errors import ConfigError
-from brainalign.features.encoders import load_encoder, smollm2_directory
+from brainalign.features.encoders import load_encoder
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 WIKITEXT = Path(os.environ.get("BRAINALIGN_SHARED_DATA", REPOSITORY / ".." / "shared" / "data")) / "wikitext-2"
@@ -32,28 +33,8 @@ STORY = ("If you were to journey to the North of England , you would come to a v
 OTHER = "Tulips bloomed everywhere , unbelievably .".split()
 
 
-@functools.lru_cache(maxsize=1)
-def smollm2_tokenizer():  # read once per module: ~3 s a load
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(smollm2_directory()), local_files_only=True)
-
-
 def tiny(kind: str, tokenizer) -> LoadedModel:
-    from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-
-    vocab = len(tokenizer)
-    torch.manual_seed(1)
-    model = {
-        "gpt2": lambda: GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=vocab)),
-        "llama": lambda: LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                                      num_attention_heads=2, num_key_value_heads=1,
-                                                      vocab_size=vocab, bos_token_id=tokenizer.bos_token_id)),
-        "bert": lambda: BertForMaskedLM(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                                   intermediate_size=64, vocab_size=vocab)),
-    }[kind]().eval()
-    return LoadedModel(ZooModel(f"tiny-{kind}", "masked" if kind == "bert" else "causal", False, None, kind, ""),
-                       tokenizer, model)
+    return tiny_zoo_model(kind, tokenizer, layers=2, seed=1)
 
 
 def slow_token_bits(model: LoadedModel, prefix: list[int], ids: list[int], begin_of=lambda t: 0) -> list[float]:
