@@ -40,6 +40,8 @@ def main() -> None:
         write_json("metrics/nextword.json", {"text": source, **{row["model"]: {
             k: float(row[k]) for k in ("accuracy", "perplexity", "pseudo_perplexity") if pd.notna(row.get(k))}
             for row in table.to_dict(orient="records")}})
+        mlflow.log_metric("n_models", len(tasks))
+        mlflow.set_tag("nextword_text", source)
         print(table.to_string(index=False), flush=True)
 
 

@@ -9,7 +9,6 @@ imports, so a changed metric or reader gives new keys and an added model costs o
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -190,7 +189,3 @@ def ceiling_work(data: Presentations, progress: bool = True) -> Callable:
 
 def read_layers(store_root: Path, task: ModelTask) -> pd.DataFrame:
     return pd.read_parquet(store_root / task.id / "layers.parquet")
-
-
-def settings_json(reading: Reading) -> str:
-    return json.dumps(asdict(reading), sort_keys=True)

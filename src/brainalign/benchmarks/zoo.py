@@ -291,16 +291,6 @@ def _has_masked_head(location: str) -> bool:
     return False
 
 
-def zoo_names() -> list[str]:
-    """The registered names, and the generic ones as patterns."""
-    return [*ZOO.names(), "random-<width>", "<name>-untrained", "<local directory>"]
-
-
-def label_of(name: str) -> str:
-    """What the leaderboard shows for a zoo name (with its caveat)."""
-    return zoo_model(name).label
-
-
 def model_files_md5(name: str) -> dict[str, str]:
     """The MD5 of the files that decide what a zoo model computes (a local directory's or SmolLM2's cache's
     config, weights and tokenizer); none where code decides (registered architectures, embeddings)."""
