@@ -44,3 +44,11 @@ def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def link_or_copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Hard-link ``source`` at ``target`` (checkpoints are large), copying where a link is impossible."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)

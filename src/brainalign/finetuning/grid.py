@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +37,7 @@ import torch
 from brainalign.config.params import section
 from brainalign.data.prepared import prepared_dataset, prepared_subjects, read_prepared
 from brainalign.errors import ConfigError
-from brainalign.files import atomic_path
+from brainalign.files import atomic_path, link_or_copy
 from brainalign.finetuning.tasks import Task, read_task_predictions, torch_device, with_inputs
 from brainalign.metrics.kvsk import draw_kvsk, kvsk_accuracy
 from brainalign.runs.store import TaskStore
@@ -178,7 +177,7 @@ def export(tasks: list[Task], store: str | os.PathLike, out: str | os.PathLike, 
                     "seed": task.seed, "phases": task.phases, "epochs": sum(e for _, e in task.phases),
                     "optimisation": task.optimisation, "runtime": task.runtime}
             (tmp / "checkpoints").mkdir(exist_ok=True)
-            _link(directory / "weights.safetensors", tmp / checkpoint)
+            link_or_copy(directory / "weights.safetensors", tmp / checkpoint)
             (tmp / checkpoint.with_suffix(".json")).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
             for head in task.heads:
                 dataset, subject = head["dataset"], head["subject"]
@@ -186,7 +185,7 @@ def export(tasks: list[Task], store: str | os.PathLike, out: str | os.PathLike, 
                 relative = Path(subject, f"fold{fold}", f"seed{task.seed}")
                 target = tmp / relative if dataset == only else tmp / dataset / relative
                 target.mkdir(parents=True, exist_ok=True)
-                _link(directory / "predictions" / dataset / f"{subject}.npy", target / "predictions.npy")
+                link_or_copy(directory / "predictions" / dataset / f"{subject}.npy", target / "predictions.npy")
                 weights = Path(os.path.relpath(tmp / checkpoint, target)).as_posix()
                 (target / "card.json").write_text(json.dumps({**card, "dataset": dataset, "subject": subject,
                                                               "fold": fold, "weights": weights},
@@ -197,10 +196,3 @@ def _fold_index(task: Task, prepared_root: Path, dataset: str, subject: str) -> 
     """The fold number of the task's held-out run for one participant."""
     folds = read_prepared(prepared_root / dataset, subject).folds
     return next(f.index for f in folds if f.heldout_run == task.heldout_run)
-
-
-def _link(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
