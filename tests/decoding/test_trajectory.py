@@ -220,3 +220,23 @@ def test_glue_trajectory_trains_and_reports_dev_accuracy_at_each_checkpoint(enco
     start = load_file(next(encoder_dir.glob("*.safetensors")))
     moved = load_file(tmp_path / "run" / "step-0060.safetensors")
     assert not bool((moved["embeddings.word_embeddings.weight"] == start["embeddings.word_embeddings.weight"]).all())
+
+
+def test_squad_trajectory_reports_exact_and_f1_at_each_checkpoint(encoder_dir, tokenizer, tmp_path):
+    from brainalign.decoding.data import SQUAD_NOTICE, objective_data
+
+    entry, notice = objective_data({"objective": "squad", "data": "sample"}, tmp_path)
+    assert notice == SQUAD_NOTICE
+    settings = TrajectorySettings(steps=6, checkpoint_every=3, batch_size=8, learning_rate=1e-3, max_length=96,
+                                  max_train=64, max_dev=24)
+    objectives = build_objectives("squad", entry, tokenizer, settings, [0])
+    run = plan_run("squad", objectives[0], str(encoder_dir), settings, 0)
+    assert set(json.loads(run.inputs_json)) == {"squad/train-v2.0.json", "squad/dev-v2.0.json"}
+    (tmp_path / "run").mkdir()
+    result = train_trajectory(run, objectives[0], tmp_path / "run", progress=False)
+    dev = [r for r in result["history"] if "dev.f1" in r]
+    assert [r["step"] for r in dev] == [0, 3, 6]
+    # F1 gives partial credit where exact match gives none: never below it
+    assert all(0 <= r["dev.exact"] <= r["dev.f1"] <= 100 for r in dev)
+    assert sorted(p.name for p in (tmp_path / "run").glob("step-*.safetensors")) == ["step-0003.safetensors",
+                                                                                    "step-0006.safetensors"]

@@ -85,7 +85,9 @@ def scratch(tmp_path_factory) -> Path:
 
 
 BENCHMARKS = ("pereira2018", "fedorenko2016", "blank2014", "futrell2018")
-STAGES = {"simulate", "score", "report", "glue", "simulate_benchmarks", "nextword", "leaderboard"} | {
+TRAJECTORIES = ("sst2", "squad", "lm_scrambled")
+STAGES = {"simulate", "score", "report", "glue", "simulate_benchmarks", "nextword", "leaderboard",
+          "simulate_decoding", "decode"} | {f"trajectory@{name}" for name in TRAJECTORIES} | {
     f"benchmark@{key}" for key in BENCHMARKS} | {
     f"train@{model}" for model in ("finetuned", "participant_transfer", "meg_transfer", "joint")} | {
     f"{stage}@{name}" for stage in ("validate", "prepare", "encode", "features", "encoding", "vanilla")
@@ -106,7 +108,11 @@ SCRATCH = {"simulate.subjects": 2, "simulate.words_per_run": 240, "simulate.reso
            "simulate_benchmarks.generator": "tiny-bert", "simulate_benchmarks.generator_layer": 1,
            "simulate_benchmarks.surprisal_generator": "tiny-gpt",
            "benchmarks.models": ["tiny-bert", "tiny-bert-untrained", "random-64", "tiny-gpt", "unigram"],
-           "benchmarks.seed": 7, "nextword.max_words": 400, "nextword.max_words_masked": 80}
+           "benchmarks.seed": 7, "nextword.max_words": 400, "nextword.max_words_masked": 80,
+           # Decoding: the tiny BERT fine-tuned for a few steps per trajectory, decoded from 3 simulated participants.
+           "decoding.encoder": "tiny-bert", "decoding.steps": 4, "decoding.checkpoint_every": 2,
+           "decoding.batch_size": 8, "decoding.max_train": 48, "decoding.max_dev": 16, "decoding.learning_rate": 1e-3,
+           "decoding.squad_learning_rate": 1e-3, "simulate_decoding.participants": 3, "simulate_decoding.voxels": 200}
 
 
 def prepared_ids(root: Path, dataset: str = "fmri") -> list[str]:
@@ -152,6 +158,33 @@ def test_benchmarks_recover_the_simulations_truth(scratch):
     assert set(nextword.index) == {"tiny-gpt", "tiny-bert-untrained", "unigram"}  # tiny-bert has no MLM head
     assert nextword.loc["tiny-gpt", "perplexity"] > 1000  # an untrained 30k-word LM is near uniform
     assert (scratch / "reports/leaderboard/brain_vs_nextword.png").stat().st_size > 5000
+
+
+def test_decoding_against_the_simulations_truth(scratch):
+    """The simulated images follow the pretrained encoder: it decodes far below chance; every trajectory has its
+    checkpoints (with cards) and a row per participant and step; ranks and MAR agree; the report shows MAR."""
+    summary = json.loads((scratch / "data/decoding/scores/summary.json").read_text())
+    assert summary["chance_mar"] == 192.5 and summary["leaky_pca"] is False
+    assert summary["pretrained_mar"] < 0.5 * summary["chance_mar"]
+    scores = pd.read_parquet(scratch / "data/decoding/scores/scores.parquet")
+    assert set(scores["trajectory"]) == set(TRAJECTORIES) and set(scores["step"]) == {0, 2, 4}
+    assert scores.groupby(["trajectory", "step"]).size().eq(3).all()  # 3 participants
+    ranks = pd.read_parquet(scratch / "data/decoding/scores/ranks.parquet")
+    by_hand = ranks.groupby(["participant", "trajectory", "step"])["rank"].mean()
+    merged = scores.set_index(["participant", "trajectory", "step"])["mar"]
+    np.testing.assert_allclose(merged.sort_index().to_numpy(), by_hand.sort_index().to_numpy())
+    for name in TRAJECTORIES:
+        out = scratch / "data/decoding/trajectories" / name
+        assert sorted(p.name for p in (out / "seed0").glob("*.safetensors")) == ["step-0002.safetensors",
+                                                                                  "step-0004.safetensors"]
+        card = json.loads((out / "seed0" / "step-0004.json").read_text())
+        assert card["trajectory"] == name and card["step"] == 4
+    history = pd.read_csv(scratch / "data/decoding/trajectories/sst2/history.csv")
+    assert history["dev.accuracy"].notna().sum() == 3  # steps 0, 2 and 4
+    tests = pd.read_csv(scratch / "data/decoding/scores/tests.csv")
+    assert set(tests["task"]) == set(TRAJECTORIES)
+    assert (scratch / "reports/figures/decoding_mar.png").stat().st_size > 10_000
+    assert "Mean average rank against fine-tuning step" in (scratch / "reports/index.html").read_text()
 
 
 def test_outputs_exist(scratch):

@@ -35,7 +35,7 @@ class DecodingSimulation:
     participants: int = 5
     voxels: int = 600
     responsive_fraction: float = 0.6
-    true_r: tuple[float, float] = (0.2, 0.6)
+    true_r: tuple[float, float] = (0.1, 0.35)
     shared_fraction: float = 0.7
     encoder: str = "minilm"
     layer: int = -1

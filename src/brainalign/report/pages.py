@@ -8,6 +8,7 @@ The stage adds the MLflow run ids (``runs``), since this package does not import
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -33,7 +34,9 @@ from brainalign.report.analyses import (
     seed_means,
 )
 from brainalign.report.brainscore import benchmark_figures, benchmark_tables
+from brainalign.report.decoding import decoding_figures, decoding_tables
 from brainalign.report.encoding import encoding_figures, encoding_tables
+from brainalign.report.drawing import Drawer, inline
 from brainalign.report.html import Figure, write_report
 
 GLUE_TABLE = "reports/glue/table1.csv"
@@ -43,20 +46,22 @@ FIGURES, REPORT = "reports/figures", "reports/index.html"
 KEYS = ["map_vmax", "comparisons", "q", "map_screen", "changed_threshold", "attention", "features"]
 
 
-def score_figures(wide: pd.DataFrame, out: Path, settings: dict, scoring: dict) -> list[Figure]:
+def score_figures(wide: pd.DataFrame, out: Path, settings: dict, scoring: dict,
+                  draw: Callable[..., None] = inline) -> list[Figure]:
     """Per dataset and model: the accuracy distribution, and the figure its channels call for.
 
     Voxel datasets get one glass brain per participant and, when the participants share one voxel space,
     one of their mean; each shows only the voxels whose accuracy passes a test against chance
     (:func:`brainalign.report.analyses.above_chance`; for the mean, the participants' z combined,
     :func:`brainalign.metrics.comparisons.combined_predictable`), Benjamini-Hochberg at ``report.q``.
+    ``draw(function, *args)`` draws each figure (:class:`brainalign.report.drawing.Drawer`: in workers).
     """
     means = wide.groupby(["dataset", "model", "subject", "voxel"], sort=False)["accuracy"].mean().reset_index()
     q, k, vmax = settings["q"], int(scoring["k"]), settings["map_vmax"]
     shown = []
     for (name, model), scores in means.groupby(["dataset", "model"], sort=False):
         stem = f"{model}_{name}"
-        figures.accuracy_distribution(scores, out / f"{stem}_accuracy_distribution.png")
+        draw(figures.accuracy_distribution, scores, out / f"{stem}_accuracy_distribution.png")
         shown.append(Figure(f"Scores: {model}", f"{model} on {name}: distribution of {k} vs {k} accuracy",
                             out / f"{stem}_accuracy_distribution.png", "Per channel, mean over held-out runs and "
                             "initialisations; chance (0.5) dashed."))
@@ -72,9 +77,9 @@ def score_figures(wide: pd.DataFrame, out: Path, settings: dict, scoring: dict) 
         for subject, (space, accuracy, test, n_seeds) in spaces.items():
             path = out / f"{stem}_glass_brain_{subject}.png"
             passes = test.passes
-            figures.glass_brain(accuracy, passes, space.coords, space.affine, space.volume_shape, path,
-                                title=f"{model} ({name}), participant {subject}: {int(passes.sum()):,} voxels pass",
-                                vmax=vmax)
+            draw(figures.glass_brain, accuracy, passes, space.coords, space.affine, space.volume_shape, path,
+                 title=f"{model} ({name}), participant {subject}: {int(passes.sum()):,} voxels pass",
+                 vmax=vmax)
             shown.append(Figure(f"Scores: {model}", f"{model} on {name}, participant {subject}: accuracy map",
                                 path, f"Voxels whose held-out {k} vs {k} accuracy (mean over {test.n_runs} held-out "
                                 f"run(s) and {n_seeds} initialisation(s)) is above a circular-shift null "
@@ -88,9 +93,9 @@ def score_figures(wide: pd.DataFrame, out: Path, settings: dict, scoring: dict) 
             tests = [test for _, _, test, _ in spaces.values()]
             combined = combined_predictable(np.array([t.table["z"].to_numpy() for t in tests]), q)
             passes = combined["predictable"].to_numpy()
-            figures.glass_brain(accuracy, passes, shared[0].coords, shared[0].affine, shared[0].volume_shape, path,
-                                title=f"{model} ({name}), mean of {len(shared)}: {int(passes.sum()):,} voxels pass",
-                                vmax=vmax)
+            draw(figures.glass_brain, accuracy, passes, shared[0].coords, shared[0].affine, shared[0].volume_shape,
+                 path, title=f"{model} ({name}), mean of {len(shared)}: {int(passes.sum()):,} voxels pass",
+                 vmax=vmax)
             shown.append(Figure(f"Scores: {model}", f"{model} on {name}: accuracy map, mean of participants", path,
                                 f"Voxels whose held-out {k} vs {k} accuracy, mean of the {len(shared)} participants, "
                                 f"is above chance: each participant's z against the circular-shift null "
@@ -100,13 +105,13 @@ def score_figures(wide: pd.DataFrame, out: Path, settings: dict, scoring: dict) 
         first = read_prepared(Path(PREPARED) / name, str(scores["subject"].iloc[0]))
         if first.modality == "meg":
             path = out / f"{stem}_time_course.png"
-            figures.meg_time_course(scores, bins_per_sensor(first.channel_names), path,
-                                    title=f"{model} ({name}): 20 vs 20 accuracy after word onset")
+            draw(figures.meg_time_course, scores, bins_per_sensor(first.channel_names), path,
+                 title=f"{model} ({name}): 20 vs 20 accuracy after word onset")
             shown.append(Figure(f"Scores: {model}", f"{model} on {name}: accuracy after word onset", path))
         elif first.coords is None and first.channel_names is not None:
             path = out / f"{stem}_regions.png"
-            figures.channel_accuracy(scores, first.channel_names, path,
-                                     title=f"{model} ({name}): 20 vs 20 accuracy per region")
+            draw(figures.channel_accuracy, scores, first.channel_names, path,
+                 title=f"{model} ({name}): 20 vs 20 accuracy per region")
             shown.append(Figure(f"Scores: {model}", f"{model} on {name}: accuracy per region", path))
     return shown
 
@@ -117,8 +122,10 @@ def _passing(accuracy: np.ndarray, passes: np.ndarray) -> str:
     return f"{count} (lowest shown accuracy {accuracy[passes].min():.2f})." if passes.any() else f"{count}."
 
 
-def comparison_figures(wide: pd.DataFrame, out: Path, settings: dict, scoring: dict) -> tuple[list[Figure], pd.DataFrame]:
-    """Curves, voxel maps and paired tests for every pair ``report.comparisons`` names that was scored."""
+def comparison_figures(wide: pd.DataFrame, out: Path, settings: dict, scoring: dict,
+                       draw: Callable[..., None] = inline) -> tuple[list[Figure], pd.DataFrame]:
+    """Curves, voxel maps and paired tests for every pair ``report.comparisons`` names that was scored
+    (each figure drawn by ``draw``, as in :func:`score_figures`)."""
     means = seed_means(wide)
     shown, tests = [], []
     for model_a, model_b in settings["comparisons"]:
@@ -135,7 +142,8 @@ def comparison_figures(wide: pd.DataFrame, out: Path, settings: dict, scoring: d
             stem = f"{model_b}_vs_{model_a}_{name}"
             section_name = f"{model_b} against {model_a}"
             path = out / f"{stem}_curves.png"
-            figures.comparison_curve_figure(pair.curves, path, f"{model_b} − {model_a} ({name})", model_a, model_b)
+            draw(figures.comparison_curve_figure, pair.curves, path, f"{model_b} − {model_a} ({name})", model_a,
+                 model_b)
             n_seeds = max(len(s) for s in pair.seeds.values())
             shown.append(Figure(section_name, f"{model_b} − {model_a} on {name}: comparison curves", path,
                                 "Voxels sorted by the larger of the two accuracies; at x, the mean difference over the "
@@ -153,18 +161,17 @@ def comparison_figures(wide: pd.DataFrame, out: Path, settings: dict, scoring: d
                 if test is None:
                     difference = (seed_matrix(means, name, model_b, subject, pair.seeds[subject]).mean(axis=0)
                                   - seed_matrix(means, name, model_a, subject, pair.seeds[subject]).mean(axis=0))
-                    figures.voxel_map_figure(difference, np.ones_like(difference, dtype=bool), space.coords,
-                                             space.affine, space.volume_shape, path,
-                                             f"{model_b} − {model_a}, participant {subject}: raw difference "
-                                             f"({len(pair.seeds[subject])} initialisation(s))", regions=regions,
-                                             tested=False)
+                    draw(figures.voxel_map_figure, difference, np.ones_like(difference, dtype=bool), space.coords,
+                         space.affine, space.volume_shape, path,
+                         f"{model_b} − {model_a}, participant {subject}: raw difference "
+                         f"({len(pair.seeds[subject])} initialisation(s))", regions=regions, tested=False)
                     caption = ("Fewer than 3 shared initialisations: the raw difference, untested. Set models.seeds "
                                "to 3 or more for the t-test and FDR map.")
                 else:
-                    figures.voxel_map_figure(test["difference"].to_numpy(), test["significant"].to_numpy(),
-                                             space.coords, space.affine, space.volume_shape, path,
-                                             f"{model_b} − {model_a}, participant {subject}: significant voxels "
-                                             f"(q = {settings['q']})", regions=regions)
+                    draw(figures.voxel_map_figure, test["difference"].to_numpy(), test["significant"].to_numpy(),
+                         space.coords, space.affine, space.volume_shape, path,
+                         f"{model_b} − {model_a}, participant {subject}: significant voxels (q = {settings['q']})",
+                         regions=regions)
                     tested = ("every voxel" if not settings["map_screen"] else
                               f"the {int(test['p'].notna().sum())} voxels the two models predict above chance "
                               f"(circular-shift null, BH at q = {settings['q']})")
@@ -227,7 +234,9 @@ def pipeline_stages(params: dict) -> list[str]:
         stages += [recipe.stage(d) for d in params["datasets"]] if recipe.per_dataset else [recipe.stage(None)]
     stages += ["score", "glue", "simulate_benchmarks"]
     stages += [f"benchmark@{key}" for key in params.get("benchmarks", {}).get("suite", {})]
-    return stages + ["nextword", "leaderboard", "report"]
+    stages += ["nextword", "leaderboard", "simulate_decoding"]
+    stages += [f"trajectory@{key}" for key in params.get("decoding", {}).get("trajectories", {})]
+    return stages + ["decode", "report"]
 
 
 def write_figures(params: dict, settings: dict, out: str | Path = FIGURES) -> tuple[list[Figure], pd.DataFrame]:
@@ -235,16 +244,18 @@ def write_figures(params: dict, settings: dict, out: str | Path = FIGURES) -> tu
     (paths under ``out``) and the paired tests across participants."""
     scoring = section(params, "score")
     anchor = scoring["anchor"]
-    with atomic_path(out) as tmp:
+    with atomic_path(out) as tmp, Drawer() as draw:
         tmp.mkdir(parents=True)
         table = read_brain_model_rows(TABLE)
         wide = wide_scores(table, anchor)
-        shown = score_figures(wide, tmp, settings, scoring)
-        pairs, tests = comparison_figures(wide, tmp, settings, scoring)
+        # The score and comparison figures draw in worker processes while the rest is computed and drawn here.
+        shown = score_figures(wide, tmp, settings, scoring, draw)
+        pairs, tests = comparison_figures(wide, tmp, settings, scoring, draw)
         shown += pairs
         shown += model_figures(params, tmp, settings)
         shown += encoding_figures(tmp, q=section(params, "encoding")["q"], vmax=None)
         shown += benchmark_figures(tmp)
+        shown += decoding_figures(tmp)
         write_json(tmp / "comparison_tests.json", tests.to_dict(orient="records"))
     return [Figure(f.section, f.title, Path(out) / f.png.relative_to(tmp) if f.png.is_relative_to(tmp) else f.png,
                    f.caption) for f in shown], tests
@@ -262,10 +273,15 @@ def write_page(params: dict, shown: list[Figure], tests: pd.DataFrame, runs: lis
     tables = {"Paired tests across participants": tests} if len(tests) else {}
     tables.update(encoding_tables())
     tables.update(benchmark_tables())
+    tables.update(decoding_tables())
     if any(str(entry.get("path", "")).startswith("data/benchmarks/raw")
            for entry in params.get("benchmarks", {}).get("suite", {}).values()):
         notes.append("The Brain-Score benchmarks read simulated twins of the real datasets (simulate_benchmarks "
                      "stage); SmolLM2-135M is the instruction-tuned model, 4-bit quantised (Q4_1) then dequantised.")
+    if str(params.get("decoding", {}).get("data", "")).startswith("data/decoding/raw"):
+        notes.append("The decoding reads simulated Pereira images (simulate_decoding stage), a noisy linear function of "
+                     "the pretrained encoder's sentence encodings; trajectories on `data: sample` train on made-up "
+                     "tasks in the GLUE and SQuAD formats, not GLUE or SQuAD.")
     if Path(GLUE_TABLE).exists():  # always under dvc repro (a dependency); a stage run by hand may lack it
         glue = pd.read_csv(GLUE_TABLE)
         if not {"task", "metric"} <= set(glue.columns):
