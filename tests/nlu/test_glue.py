@@ -118,15 +118,42 @@ def test_embedded_sample_is_in_the_release_format(tmp_path):
     assert (root / "MRPC/train.tsv").read_bytes().startswith(b"\xef\xbb\xbf")  # MRPC's byte-order mark
     assert not (root / "CoLA/dev.tsv").read_text().startswith("sentence")  # CoLA: no header
     for name in SAMPLE_TASKS:
-        train, dev = read_split(root, name, "train"), read_split(root, name, "dev")
-        assert (len(train), len(dev)) == (120, 40)
-        assert train.first != dev.first
+        train = read_split(root, name, "train")
+        for split in TASKS[name].dev_splits:  # MNLI: dev_matched and dev_mismatched
+            dev = read_split(root, name, split)
+            assert (len(train), len(dev)) == (120, 40)
+            assert train.first != dev.first
         if TASKS[name].regression:
             assert 0 <= train.labels.min() < 1.5 and 4 < train.labels.max() <= 5
+        elif name == "MNLI":  # three classes, each about a third
+            assert np.bincount(train.labels, minlength=3).min() >= 120 / 3 - 15
         else:
-            assert 0.4 <= train.labels.mean() <= 0.8, f"{name}: share of class 1 {train.labels.mean()}"
+            assert 0.3 <= train.labels.mean() <= 0.8, f"{name}: share of class 1 {train.labels.mean()}"
     again = write_sample(tmp_path / "again", n_train=120, n_dev=40, seed=3)
     assert (again / "SST-2/train.tsv").read_text() == (root / "SST-2/train.tsv").read_text()
+
+
+def test_sample_nli_and_duplicate_labels_follow_their_rules(tmp_path):
+    """QQP: duplicates share the verb and the thing asked about; MNLI: a contradiction negates or swaps the actor,
+    a neutral hypothesis adds a clause, an entailment says less than the premise."""
+    root = write_sample(tmp_path / "s", n_train=200, n_dev=10)
+    from brainalign.nlu.sample import _Q_THINGS, _Q_VERBS
+
+    def asked(question: str) -> tuple[str, str]:
+        return (next(v for v in _Q_VERBS if f" {v} " in question), next(t for t in _Q_THINGS if question.endswith(f"{t}?")))
+
+    qqp = read_split(root, "QQP", "train")
+    for a, b, label in zip(qqp.first, qqp.second, qqp.labels):
+        assert (asked(a) == asked(b)) == bool(label), (a, b)
+    mnli = read_split(root, "MNLI", "train")
+    for premise, hypothesis, label in zip(mnli.first, mnli.second, mnli.labels):
+        kind = TASKS["MNLI"].labels[label]
+        if kind == "contradiction":
+            assert " not " in hypothesis or hypothesis.startswith("Only"), hypothesis
+        elif kind == "neutral":  # the premise without its place, then a clause the premise does not state
+            assert not hypothesis.startswith(premise[:-1]) and len(hypothesis.split()) > 4
+        else:
+            assert len(hypothesis) < len(premise) and " not " not in hypothesis, (premise, hypothesis)
 
 
 def test_sample_sst2_labels_follow_its_rules(tmp_path):
@@ -319,7 +346,7 @@ def test_table1_layout_means_and_paper_columns():
 # --- the stage's parameters ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"glue.tasks": ["QQP"]}, "the embedded sample has SST-2, MRPC, STS-B, CoLA; QQP need(s) real GLUE data"),
+    ({"glue.tasks": ["RTE"]}, "the embedded sample has SST-2, MRPC, STS-B, CoLA, QQP, MNLI; RTE need(s) real GLUE data"),
     ({"glue.data": "/no/such/glue"}, "glue.data: expected 'sample', a GLUE release directory"),
     ({"glue.tasks": ["SST2"]}, "unknown task 'SST2'"),
     ({"glue.pooling": "max"}, "glue.pooling: expected one of pooler, cls, mean, found 'max'"),

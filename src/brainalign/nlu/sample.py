@@ -11,7 +11,12 @@ quirks of the real release so that the same reader reads both:
 - ``STS-B``: a scene sentence and a variant with some of subject, verb and object replaced, scored 0-5
   by what was replaced (ten columns, score last);
 - ``CoLA``: sentences that are grammatical, or broken by agreement, word order or a missing argument
-  (no header, four columns).
+  (no header, four columns);
+- ``QQP``: question pairs, duplicates when one rephrases the other, not when the thing or the action asked
+  about differs (six columns, ``is_duplicate`` last);
+- ``MNLI``: a premise and a hypothesis that it entails (a generalisation), contradicts (a negation or another
+  actor) or leaves open (added information) (the release's 12 columns, 16 in ``dev_matched.tsv`` and
+  ``dev_mismatched.tsv``, whose genres differ from the training file's as in the release).
 
 Scores on it say that the stage works and that an encoder can learn these tasks; they are not GLUE
 scores, and the stage's outputs say so.
@@ -26,7 +31,7 @@ import numpy as np
 
 from brainalign.files import atomic_path
 
-SAMPLE_TASKS = ("SST-2", "MRPC", "STS-B", "CoLA")
+SAMPLE_TASKS = ("SST-2", "MRPC", "STS-B", "CoLA", "QQP", "MNLI")
 NOTICE = ("brainalign's embedded GLUE-format sample (made-up template tasks in the release's file layout): "
           "these are not GLUE scores")
 
@@ -140,7 +145,59 @@ def _cola(rng: np.random.Generator) -> tuple[str, int]:
     return text[0].upper() + text[1:] + ".", 0
 
 
-def _rows(task: str, rng: np.random.Generator, n: int) -> list[str]:
+_HOW = [("How do I {v} {t}?", "What is the best way to {v} {t}?"), ("How can I {v} {t}?", "How should one {v} {t}?"),
+        ("Why is it hard to {v} {t}?", "What makes it difficult to {v} {t}?")]
+_Q_VERBS = ["learn", "fix", "clean", "paint", "sell", "build", "choose", "repair"]
+_Q_THINGS = ["a bicycle", "a piano", "a garden fence", "an old laptop", "a kitchen table", "a wooden boat",
+             "a leaking roof", "a used car"]
+
+
+def _qqp(rng: np.random.Generator) -> tuple[str, str, int]:
+    forms, verb, thing = _HOW[rng.integers(len(_HOW))], str(rng.choice(_Q_VERBS)), str(rng.choice(_Q_THINGS))
+    first = forms[int(rng.integers(2))].format(v=verb, t=thing)
+    label = int(rng.random() < 0.37)  # QQP's share of duplicates
+    if label:
+        second = forms[int(rng.integers(2))].format(v=verb, t=thing)
+    elif rng.random() < 0.5:
+        second = forms[int(rng.integers(2))].format(v=verb, t=str(rng.choice([x for x in _Q_THINGS if x != thing])))
+    else:
+        second = forms[int(rng.integers(2))].format(v=str(rng.choice([x for x in _Q_VERBS if x != verb])), t=thing)
+    return first, second, label
+
+
+_PLACES = ["in the park", "at the station", "in the kitchen", "on the beach", "in a small office", "near the river"]
+_GENERAL = {"A man": "A person", "A woman": "A person", "A child": "A young person", "A dog": "An animal",
+            "Two men": "Some people", "A girl": "A young person", "A cat": "An animal", "A chef": "A person"}
+_BECAUSE = ["because it is Monday", "for the first time", "while it rains", "before dinner", "with great care"]
+_NLI_LABELS = ("entailment", "neutral", "contradiction")
+
+
+def _mnli(rng: np.random.Generator) -> tuple[str, str, str]:
+    actor, action, thing = (_ACTORS[rng.integers(len(_ACTORS))][0], _ACTIONS[rng.integers(len(_ACTIONS))][0],
+                            _THINGS[rng.integers(len(_THINGS))][0])
+    place = str(rng.choice(_PLACES))
+    if actor.startswith("Two"):
+        action = action.replace("is ", "are ", 1)
+    premise = f"{actor} {action} {thing} {place}."
+    label = _NLI_LABELS[int(rng.integers(3))]
+    if label == "entailment":
+        hypothesis = f"{_GENERAL[actor]} {action} {thing}." if rng.random() < 0.5 else f"{actor} {action} something."
+    elif label == "neutral":
+        hypothesis = f"{actor} {action} {thing} {rng.choice(_BECAUSE)}."
+    else:
+        other = str(rng.choice([a for a, _ in _ACTORS if a != actor]))
+        verb = action.split(" ", 1)
+        hypothesis = (f"{actor} {verb[0]} not {verb[1]} anything." if rng.random() < 0.5
+                      else f"Only {other.lower()} {'are' if other.startswith('Two') else 'is'} {verb[1]} {thing} "
+                           f"{place}; {actor.lower()} {verb[0]} asleep.")
+    return premise, hypothesis, label
+
+
+_GENRES = {"train": ("fiction", "government", "slate", "telephone", "travel"), "dev_matched": ("fiction", "travel"),
+           "dev_mismatched": ("letters", "verbatim")}
+
+
+def _rows(task: str, rng: np.random.Generator, n: int, split: str = "train") -> list[str]:
     if task == "SST-2":
         return [f"{text}\t{label}" for text, label in (_sst2(rng) for _ in range(n))]
     if task == "MRPC":
@@ -151,12 +208,34 @@ def _rows(task: str, rng: np.random.Generator, n: int) -> list[str]:
                 for i, (a, b, score) in enumerate(_stsb(rng) for _ in range(n))]
     if task == "CoLA":
         return [f"ba26\t{label}\t{'' if label else '*'}\t{text}" for text, label in (_cola(rng) for _ in range(n))]
+    if task == "QQP":
+        return [f"{i}\t{2 * i + 1}\t{2 * i + 2}\t{a}\t{b}\t{label}"
+                for i, (a, b, label) in enumerate(_qqp(rng) for _ in range(n))]
+    if task == "MNLI":
+        genres = _GENRES[split]
+        rows = []
+        for i in range(n):
+            premise, hypothesis, label = _mnli(rng)
+            annotators = [label] * (1 if split == "train" else 5)
+            rows.append("\t".join([str(i), str(100000 + i), f"{100000 + i}e", str(genres[i % len(genres)]),
+                                   "( )", "( )", "(ROOT)", "(ROOT)", premise, hypothesis, *annotators, label]))
+        return rows
     raise ValueError(f"no sample task {task!r}; the sample has {', '.join(SAMPLE_TASKS)}")
 
 
+_MNLI_COLUMNS = ("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
+                 "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\t")
 _HEADERS = {"SST-2": "sentence\tlabel", "MRPC": "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String",
             "STS-B": "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore",
-            "CoLA": None}
+            "CoLA": None, "QQP": "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate",
+            "MNLI": _MNLI_COLUMNS + "label1\tgold_label"}
+_MNLI_DEV = _MNLI_COLUMNS + "label1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label"
+
+
+def _splits(task: str, n_train: int, n_dev: int) -> list[tuple[str, int]]:
+    """The task's files: train, then its dev split(s) (MNLI's matched and mismatched)."""
+    return [("train", n_train)] + ([("dev_matched", n_dev), ("dev_mismatched", n_dev)] if task == "MNLI"
+                                   else [("dev", n_dev)])
 
 
 def write_sample(root: str | os.PathLike, n_train: int = 200, n_dev: int = 100, seed: int = 0,
@@ -171,8 +250,9 @@ def write_sample(root: str | os.PathLike, n_train: int = 200, n_dev: int = 100, 
                                        f"(seed {seed}, {n_train} training and {n_dev} dev examples a task).\n")
         for t, task in enumerate(tasks):
             (tmp / task).mkdir()
-            for s, (split, n) in enumerate((("train", n_train), ("dev", n_dev))):
+            for s, (split, n) in enumerate(_splits(task, n_train, n_dev)):
                 rng = np.random.default_rng([seed, t, s])
-                lines = ([_HEADERS[task]] if _HEADERS[task] else []) + _rows(task, rng, n)
+                header = _MNLI_DEV if task == "MNLI" and split != "train" else _HEADERS[task]
+                lines = ([header] if header else []) + _rows(task, rng, n, split)
                 (tmp / task / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return Path(root)
