@@ -144,6 +144,7 @@ class GlueObjective(Objective):
         root = options["root"]
         self.files = split_files(root, self.task, "train") + [
             f for split in self.task.dev_splits for f in split_files(root, self.task, split)]
+        self.files_md5 = _files_md5(self.files)  # now: a sample's scratch directory is gone after construction
         self.train = read_split(root, self.task, "train").subsample(settings.max_train, seed)
         self.devs = [read_split(root, self.task, split).subsample(settings.max_dev, seed)
                      for split in self.task.dev_splits]
@@ -161,7 +162,7 @@ class GlueObjective(Objective):
         return len(self.train)
 
     def inputs(self) -> dict[str, str]:
-        return _files_md5(self.files)
+        return self.files_md5
 
     def build(self, encoder: nn.Module) -> nn.Module:
         from brainalign.nlu.finetune import SequenceClassifier
@@ -215,6 +216,7 @@ class SquadObjective(Objective):
 
         root = Path(options["root"])
         self.files = [root / "train-v2.0.json", root / "dev-v2.0.json"]
+        self.files_md5 = _files_md5(self.files)
         self.train = read_squad(self.files[0]).subsample(settings.max_train, seed)
         self.dev = read_squad(self.files[1]).subsample(settings.max_dev, seed)
         length = int(options.get("max_length", settings.max_length))
@@ -227,7 +229,7 @@ class SquadObjective(Objective):
         return len(self.features.lengths)
 
     def inputs(self) -> dict[str, str]:
-        return _files_md5(self.files)
+        return self.files_md5
 
     def build(self, encoder):
         from brainalign.nlu.squad import SpanQA
