@@ -30,6 +30,7 @@ RESULTS = {
     "encoding models: per-layer scores, shift-null tests, noise ceilings, layer curves": "data/encoding/",
     "Brain-Score language leaderboard: models x benchmarks, brain score vs next-word": "reports/leaderboard/",
     "Brain-Score benchmarks: per-layer, per-channel scores and ceilings; simulated twins": "data/benchmarks/",
+    "decoding along fine-tuning trajectories: MAR, per-sentence ranks, RSA, tests; checkpoints": "data/decoding/",
     "figures (PNG, each with the CSV of its numbers)": "reports/figures/",
     "held-out predictions and checkpoints of every model (npy, safetensors + JSON cards)": "data/models/",
     "task store: every training task's spec, checkpoint and results (a cache)": "data/tasks/",
