@@ -149,10 +149,23 @@ def encode_checkpoints(checkpoints: list[Checkpoint], encoder: str, sentences: l
     md5 = _md5_strings(sentences)
     tasks = [EncodingTask(encoder, c.weights, md5, layer, pooling) for c in checkpoints]
 
+    loaded: dict = {}
+
     def work(task: EncodingTask, directory: Path, on_epoch=None) -> dict:
         started = time.perf_counter()
-        values = sentence_encodings(checkpoint_encoder(task.encoder, task.weights), sentences, task.layer,
-                                    task.pooling, max_length=task.max_length, device=device)
+        # One encoder loaded, each checkpoint's weights loaded into it (the base's kept aside for step 0).
+        if "encoder" not in loaded:
+            loaded["encoder"] = checkpoint_encoder(task.encoder, None)
+            loaded["base"] = {k: v.clone() for k, v in loaded["encoder"].model.state_dict().items()}
+        encoder = loaded["encoder"]
+        if task.weights is None:
+            encoder.model.load_state_dict(loaded["base"])
+        else:
+            from safetensors.torch import load_file
+
+            encoder.model.load_state_dict(load_file(str(task.weights)))
+        values = sentence_encodings(encoder, sentences, task.layer, task.pooling, max_length=task.max_length,
+                                    device=device)
         np.save(directory / "encodings.npy", values)
         return _bookkeeping(started, len(sentences))
 
