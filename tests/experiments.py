@@ -135,3 +135,18 @@ def tiny_zoo_model(kind: str, tokenizer, layers: int = 3, seed: int = 0):
     }[kind]().eval()
     family = "masked" if kind == "bert" else "causal"
     return LoadedModel(ZooModel(f"tiny-{kind}", family, False, None, f"tiny {kind}", ""), tokenizer, model)
+
+
+def real_pereira_texts() -> tuple[list[str], "np.ndarray", "np.ndarray"]:
+    """The real Pereira 2018 experiment 2 (read in place from ../shared/data): its 384 sentences in order, the
+    1-based passage of each, and the 1-based topic of each passage (topics numbered alphabetically)."""
+    import numpy as np
+    import pandas as pd
+
+    table = pd.read_csv(shared_data("pereira2018") / "Pereira2018_stimulus_set_20220209.csv")
+    table = table[table["experiment"] == "384sentences"].sort_values("sentence_num")
+    passages = table["passage_index"].to_numpy()
+    topic_of = dict(zip(table["passage_index"], table["passage_category"]))
+    names = sorted(set(topic_of.values()))
+    topics = np.array([names.index(topic_of[p]) + 1 for p in sorted(topic_of)])
+    return table["sentence"].tolist(), passages, topics

@@ -173,20 +173,17 @@ def test_the_real_sentences_go_through_the_simulated_twin_and_the_benchmark(tmp_
     from brainalign.benchmarks.tasks import Reading
     from brainalign.runs.store import TaskStore
 
-    table = pd.read_csv(shared("pereira2018") / "Pereira2018_stimulus_set_20220209.csv")
-    table = table[table["experiment"] == "384sentences"].sort_values("sentence_num")
-    passages = table["passage_index"].to_numpy()
-    topic_of = dict(zip(table["passage_index"], table["passage_category"]))
-    names = sorted(set(topic_of.values()))
-    topics = np.array([names.index(topic_of[p]) + 1 for p in sorted(topic_of)])
+    from experiments import real_pereira_texts
+
+    sentences, passages, topics = real_pereira_texts()
     encoder = tiny_encoder(tmp_path / "tiny-bert")
     settings = BenchmarkSimulation(generator=str(encoder), generator_layer=1, pereira_participants=4,
                                    pereira_voxels=(60, 40, 10, 10, 10))
     (tmp_path / "raw").mkdir(), (tmp_path / "truth").mkdir()
     simulate_pereira(tmp_path / "raw", tmp_path / "truth", settings, progress=False,
-                     texts=(table["sentence"].tolist(), passages, topics))
+                     texts=(sentences, passages, topics))
     data = read_pereira2018(tmp_path / "raw")
-    assert data.stimuli["text"].tolist() == table["sentence"].tolist()
+    assert data.stimuli["text"].tolist() == sentences
     assert data.stimuli.groupby("topic")["passage"].nunique().eq(4).all() and data.stimuli["topic"].nunique() == 24
     assert data.n_channels == 4 * 100  # the language atlases' voxels only
     benchmark = BENCHMARKS.get("Pereira2018.384sentences")

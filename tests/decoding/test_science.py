@@ -80,21 +80,15 @@ def test_real_pereira_sentences_through_the_simulation_and_the_decoder(tmp_path)
     """The real experiment's 384 sentences (read in place) in the simulated images: they read back in order
     through the release loader, and decode far below chance into the encoder the images follow, at chance
     into a random embedding of the same width."""
-    import pandas as pd
-    from experiments import shared_data
+    from experiments import real_pereira_texts
 
-    table = pd.read_csv(shared_data("pereira2018") / "Pereira2018_stimulus_set_20220209.csv")
-    table = table[table["experiment"] == "384sentences"].sort_values("sentence_num")
-    passages = table["passage_index"].to_numpy()
-    topic_of = dict(zip(table["passage_index"], table["passage_category"]))
-    names = sorted(set(topic_of.values()))
-    topics = np.array([names.index(topic_of[p]) + 1 for p in sorted(topic_of)])
+    sentences, passages, topics = real_pereira_texts()
     encoder = str(tiny_encoder(tmp_path / "bert", hidden=48, layers=2, seed=2))
     settings = DecodingSimulation(participants=2, voxels=250, true_r=(0.3, 0.7), encoder=encoder)
     simulate_decoding_data(tmp_path / "raw", tmp_path / "truth", settings,
-                           texts=(table["sentence"].tolist(), passages, topics))
+                           texts=(sentences, passages, topics))
     data = read_pereira2018(tmp_path / "raw", atlases=None)
-    assert data.stimuli["text"].tolist() == table["sentence"].tolist()
+    assert data.stimuli["text"].tolist() == sentences
     truth = np.load(tmp_path / "truth" / "encodings.npy")
     noise = np.random.default_rng(0).standard_normal(truth.shape)
     for subject in data.subjects:

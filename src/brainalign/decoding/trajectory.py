@@ -30,20 +30,13 @@ from typing import Callable
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from brainalign.decoding.objectives import Objective, TrajectorySettings, make_objective
 from brainalign.features.encoders import load_encoder, weight_files
 from brainalign.files import atomic_path, md5_file
-from brainalign.finetuning.training import (
-    Schedule,
-    make_optimizer,
-    optimizer_tensors,
-    restore_optimizer,
-    scheduler_state,
-)
+from brainalign.finetuning.training import Schedule, load_training_state, make_optimizer, save_training_state
 from brainalign.runs.code import code_key
 from brainalign.runs.spec import StoredTask
 
@@ -132,7 +125,7 @@ def train_trajectory(run: TrajectoryRun, objective: Objective, directory: Path,
     state = directory / "checkpoint.safetensors"
     history: list[dict] = []
     if state.exists():
-        history = _resume(state, model, optimizer, scheduler)
+        history = json.loads(load_training_state(state, model, optimizer, scheduler)[1]["history"])
         for record in history:
             if on_step:
                 on_step({**record, "replayed": True})
@@ -157,7 +150,7 @@ def train_trajectory(run: TrajectoryRun, objective: Objective, directory: Path,
             record.update(objective.evaluate(model, device))
             _save_encoder(directory, step, model.encoder, run, record)
             history.append(record)
-            _save_state(state, model, optimizer, scheduler, history)
+            save_training_state(state, model, optimizer, scheduler, metadata={"history": json.dumps(history)})
         else:
             history.append(record)
         bar.set_postfix(loss=f"{record['loss']:.3f}")
@@ -179,28 +172,6 @@ def _save_encoder(directory: Path, step: int, encoder: torch.nn.Module, run: Tra
         save_file(tensors, tmp, metadata={"card": json.dumps(card, sort_keys=True)})
     with atomic_path(directory / f"{name}.json") as tmp:
         tmp.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
-
-
-def _save_state(path: Path, model: torch.nn.Module, optimizer, scheduler, history: list[dict]) -> None:
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    optimizer_state, param_groups = optimizer_tensors(optimizer)
-    tensors.update(optimizer_state)
-    tensors["rng.torch"] = torch.get_rng_state()
-    metadata = {"history": json.dumps(history), "param_groups": json.dumps(param_groups),
-                "scheduler": json.dumps(scheduler_state(scheduler))}
-    with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata=metadata)
-
-
-def _resume(path: Path, model: torch.nn.Module, optimizer, scheduler) -> list[dict]:
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata()
-    tensors = load_file(str(path))
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    restore_optimizer(optimizer, scheduler, tensors, json.loads(metadata["param_groups"]),
-                      json.loads(metadata["scheduler"]))
-    torch.set_rng_state(tensors["rng.torch"])
-    return json.loads(metadata["history"])
 
 
 def trainer(objectives: dict[int, Objective], progress: bool = True) -> Callable:

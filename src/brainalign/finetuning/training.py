@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import torch
@@ -90,3 +91,39 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, scheduler: torch.optim.l
 def scheduler_state(scheduler: torch.optim.lr_scheduler.LambdaLR) -> dict:
     """The schedule's position, without its (unpicklable, rebuilt) lambdas."""
     return {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+
+
+def save_training_state(path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                        scheduler: torch.optim.lr_scheduler.LambdaLR, tensors: dict[str, torch.Tensor] | None = None,
+                        metadata: dict[str, str] | None = None) -> None:
+    """Write a resumable training state as safetensors, atomically: the model's weights (``model.*``), the
+    optimiser, the schedule, the torch RNG, plus ``tensors`` and string ``metadata`` of the caller's own."""
+    from safetensors.torch import save_file
+
+    from brainalign.files import atomic_path
+
+    state = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    optimizer_state, param_groups = optimizer_tensors(optimizer)
+    state.update(optimizer_state)
+    state["rng.torch"] = torch.get_rng_state()
+    state.update(tensors or {})
+    with atomic_path(path) as tmp:
+        save_file(state, tmp, metadata={"param_groups": json.dumps(param_groups),
+                                        "scheduler": json.dumps(scheduler_state(scheduler)), **(metadata or {})})
+
+
+def load_training_state(path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                        scheduler: torch.optim.lr_scheduler.LambdaLR) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Restore what :func:`save_training_state` wrote into a model, optimiser and schedule built the same way,
+    and the torch RNG; returns every tensor and the metadata, for the caller's own entries."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(path))
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    restore_optimizer(optimizer, scheduler, tensors, json.loads(metadata["param_groups"]),
+                      json.loads(metadata["scheduler"]))
+    torch.set_rng_state(tensors["rng.torch"])
+    return tensors, metadata

@@ -24,18 +24,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from brainalign.errors import ConfigError
-from brainalign.finetuning.training import (
-    Schedule,
-    make_optimizer,
-    optimizer_tensors,
-    restore_optimizer,
-    scheduler_state,
-)
+from brainalign.finetuning.training import Schedule, load_training_state, make_optimizer, save_training_state
 from brainalign.nlu.glue import GlueSplit, GlueTask
 
 # pooler: BERT's (tanh layer on [CLS]); cls: the raw [CLS] state; mean: the mean over word pieces, the
@@ -255,27 +248,11 @@ def predict(model: SequenceClassifier, task: GlueTask, data: Encoded, batch_size
 
 def _save(path: Path, model: nn.Module, optimizer, scheduler, order: torch.Generator, history: list[dict],
           settings: GlueSettings) -> None:
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    optimizer_state, param_groups = optimizer_tensors(optimizer)
-    tensors.update(optimizer_state)
-    tensors["rng.torch"] = torch.get_rng_state()
-    tensors["rng.order"] = order.get_state()
-    metadata = {"history": json.dumps(history), "param_groups": json.dumps(param_groups),
-                "scheduler": json.dumps(scheduler_state(scheduler)), "settings": json.dumps(asdict(settings))}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, tmp, metadata=metadata)
-    os.replace(tmp, path)
+    save_training_state(path, model, optimizer, scheduler, {"rng.order": order.get_state()},
+                        {"history": json.dumps(history), "settings": json.dumps(asdict(settings))})
 
 
 def _resume(path: Path, model: nn.Module, optimizer, scheduler, order: torch.Generator) -> list[dict]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata()
-    tensors = load_file(str(path))
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    restore_optimizer(optimizer, scheduler, tensors, json.loads(metadata["param_groups"]),
-                      json.loads(metadata["scheduler"]))
-    torch.set_rng_state(tensors["rng.torch"])
+    tensors, metadata = load_training_state(path, model, optimizer, scheduler)
     order.set_state(tensors["rng.order"])
     return json.loads(metadata["history"])
