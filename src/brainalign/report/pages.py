@@ -7,6 +7,8 @@ The stage adds the MLflow run ids (``runs``), since this package does not import
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Callable
 
@@ -46,6 +48,41 @@ FIGURES, REPORT = "reports/figures", "reports/index.html"
 KEYS = ["map_vmax", "comparisons", "q", "map_screen", "changed_threshold", "attention", "features"]
 
 
+#: What forked workers of :func:`chance_tests` read (inherited with the fork, never pickled: the table is large).
+_FORKED: dict = {}
+
+
+def _chance_test(key: tuple[str, str, str], seeds: list[int], scoring: dict, q: float):
+    name, model, subject = key
+    return above_chance(_FORKED["wide"], name, [model], subject, seeds, MODELS_ROOT, Path(PREPARED) / name,
+                        scoring, q=q)
+
+
+def chance_tests(wide: pd.DataFrame, means: pd.DataFrame, scoring: dict, q: float) -> dict[tuple, tuple]:
+    """Every voxel map's test against chance, ``(dataset, model, subject) -> (ChanceTest, n_seeds)``, computed
+    in forked worker processes (the circular-shift nulls were the report's longest computation; each test
+    is independent and deterministic, so the workers return what inline calls return)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = {}
+    for (name, model, subject), _ in means.groupby(["dataset", "model", "subject"], sort=False):
+        if read_prepared(Path(PREPARED) / name, str(subject)).coords is None:
+            continue
+        rows = wide[(wide["dataset"] == name) & (wide["model"] == model) & (wide["subject"] == subject)]
+        jobs[(name, model, str(subject))] = sorted(int(s) for s in rows["seed"].unique())
+    _FORKED["wide"] = wide
+    try:
+        workers = min(len(os.sched_getaffinity(0)), len(jobs))
+        if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+            return {key: (_chance_test(key, seeds, scoring, q), len(seeds)) for key, seeds in jobs.items()}
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = {key: pool.submit(_chance_test, key, seeds, scoring, q) for key, seeds in jobs.items()}
+            return {key: (future.result(), len(jobs[key])) for key, future in futures.items()}
+    finally:
+        _FORKED.clear()
+
+
 def score_figures(wide: pd.DataFrame, out: Path, settings: dict, scoring: dict,
                   draw: Callable[..., None] = inline) -> list[Figure]:
     """Per dataset and model: the accuracy distribution, and the figure its channels call for.
@@ -58,6 +95,7 @@ def score_figures(wide: pd.DataFrame, out: Path, settings: dict, scoring: dict,
     """
     means = wide.groupby(["dataset", "model", "subject", "voxel"], sort=False)["accuracy"].mean().reset_index()
     q, k, vmax = settings["q"], int(scoring["k"]), settings["map_vmax"]
+    chance = chance_tests(wide, means, scoring, q)
     shown = []
     for (name, model), scores in means.groupby(["dataset", "model"], sort=False):
         stem = f"{model}_{name}"
@@ -69,11 +107,8 @@ def score_figures(wide: pd.DataFrame, out: Path, settings: dict, scoring: dict,
         for subject, voxels in scores.groupby("subject", sort=False):
             space = read_prepared(Path(PREPARED) / name, str(subject))
             if space.coords is not None:
-                rows = wide[(wide["dataset"] == name) & (wide["model"] == model) & (wide["subject"] == subject)]
-                seeds = sorted(int(s) for s in rows["seed"].unique())
-                test = above_chance(wide, name, [model], str(subject), seeds, MODELS_ROOT, Path(PREPARED) / name,
-                                    scoring, q=q)
-                spaces[subject] = (space, voxels.sort_values("voxel")["accuracy"].to_numpy(), test, len(seeds))
+                test, n_seeds = chance[(name, model, str(subject))]
+                spaces[subject] = (space, voxels.sort_values("voxel")["accuracy"].to_numpy(), test, n_seeds)
         for subject, (space, accuracy, test, n_seeds) in spaces.items():
             path = out / f"{stem}_glass_brain_{subject}.png"
             passes = test.passes
