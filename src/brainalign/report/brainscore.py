@@ -21,13 +21,14 @@ LEADERBOARD = "reports/leaderboard"
 SECTION = "Brain-Score language"
 
 
-def _save(fig, path: Path, numbers: pd.DataFrame) -> None:
+def save_with_numbers(fig, path: Path, numbers: pd.DataFrame, index: bool = False) -> None:
+    """Save ``fig`` as ``path`` (PNG) and the numbers it draws beside it (``.csv``), atomically; close it."""
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     with atomic_path(path.with_suffix(".csv")) as tmp:
-        numbers.to_csv(tmp, index=False)
+        numbers.to_csv(tmp, index=index)
 
 
 def scatter_figure(table: pd.DataFrame, correlation: dict, path: Path, measure: str = "accuracy") -> None:
@@ -46,7 +47,7 @@ def scatter_figure(table: pd.DataFrame, correlation: dict, path: Path, measure: 
                  (f": r = {r:.2f}, ρ = {correlation['spearman_rho']:.2f} over {correlation['n_models']} models"
                   if r is not None else f" (correlation needs 3+ models with both; {correlation['n_models']} have)"))
     ax.grid(alpha=0.3)
-    _save(fig, path, points[["model", "label", measure, "normalised", "raw"]])
+    save_with_numbers(fig, path, points[["model", "label", measure, "normalised", "raw"]])
 
 
 def leaderboard_figure(table: pd.DataFrame, path: Path) -> None:
@@ -62,7 +63,7 @@ def leaderboard_figure(table: pd.DataFrame, path: Path) -> None:
     ax.axhline(0, color="#999", linewidth=0.8)
     ax.legend(fontsize=8)
     ax.set_title("Leaderboard: every model on every benchmark")
-    _save(fig, path, scored[["model", "benchmark", "committed_layer", "raw", "ceiling", "normalised"]])
+    save_with_numbers(fig, path, scored[["model", "benchmark", "committed_layer", "raw", "ceiling", "normalised"]])
 
 
 def layer_figure(key: str, summary: dict, layers: pd.DataFrame, path: Path) -> None:
@@ -93,7 +94,7 @@ def layer_figure(key: str, summary: dict, layers: pd.DataFrame, path: Path) -> N
     ax.set_ylabel("raw score (median r over channels, test part)")
     ax.set_title(f"{summary['benchmark']}: every layer; circles: the committed layers")
     ax.legend(fontsize=7, loc="best")
-    _save(fig, path, test)
+    save_with_numbers(fig, path, test)
 
 
 def benchmark_figures(out: Path, root: str | Path = SCORES, leaderboard: str | Path = LEADERBOARD) -> list[Figure]:

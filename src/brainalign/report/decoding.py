@@ -13,20 +13,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from brainalign.files import atomic_path  # noqa: E402
+from brainalign.report.brainscore import save_with_numbers  # noqa: E402
 from brainalign.report.html import Figure  # noqa: E402
 
 SCORES = "data/decoding/scores"
 SECTION = "Decoding along fine-tuning trajectories"
-
-
-def _save(fig, path: Path, numbers: pd.DataFrame, index: bool = False) -> None:
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    with atomic_path(path.with_suffix(".csv")) as tmp:
-        numbers.to_csv(tmp, index=index)
 
 
 def mar_curves(scores: pd.DataFrame) -> pd.DataFrame:
@@ -56,7 +47,7 @@ def mar_figure(scores: pd.DataFrame, summary: dict, path: Path) -> None:
                  (" (PCA fitted on all sentences: leaky, as the original)" if summary["leaky_pca"] else ""))
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
-    _save(fig, path, curves)
+    save_with_numbers(fig, path, curves)
 
 
 def rsa_figure(rsa: pd.DataFrame, path: Path) -> None:
@@ -69,7 +60,7 @@ def rsa_figure(rsa: pd.DataFrame, path: Path) -> None:
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=5, color="w" if value < 0.6 else "k")
     fig.colorbar(image, ax=ax, label="Spearman ρ between RDMs")
     ax.set_title("Representational similarity (RSA)")
-    _save(fig, path, rsa, index=True)
+    save_with_numbers(fig, path, rsa, index=True)
 
 
 def decoding_figures(out: Path, root: str | Path = SCORES) -> list[Figure]:
