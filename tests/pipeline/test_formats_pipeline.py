@@ -193,7 +193,7 @@ def write_params(root: Path) -> None:
     params["prepare"].update(drop_start_trs=DROP_START, drop_end_trs=DROP_END, window_span=SPAN,
                              window_min_lead=MIN_LEAD)
     params["vanilla"].update(epochs=10)
-    params["models"].update(learning_rate=3.0e-3)
+    params["models"].update(learning_rate=3.0e-3, heldout_runs="all")
     params["score"].update(k=K, n_draws=1000)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 

@@ -44,7 +44,7 @@ def experiment(tmp_path_factory) -> dict:
         "simulate.runs": 3, "datasets.fmri.runs": [1, 2, 3], "simulate.words_per_run": 600,
         "simulate.region_radius_mm": 24.0, "simulate.cls_share": 1.0, "simulate.encoder": encoder,
         "simulate.encoder_layer": 2, "encode.encoder": encoder, "models.seeds": SEEDS, "vanilla.epochs": 3,
-        "models.learning_rate": 1.0e-3}, datasets=("fmri",))
+        "models.learning_rate": 1.0e-3, "models.heldout_runs": "all"}, datasets=("fmri",))
     before = os.environ.get("BRAINALIGN_TASK_STORE")
     os.environ["BRAINALIGN_TASK_STORE"] = str(root / "store")
     try:

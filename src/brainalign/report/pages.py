@@ -7,8 +7,6 @@ The stage adds the MLflow run ids (``runs``), since this package does not import
 
 from __future__ import annotations
 
-import os
-
 from pathlib import Path
 from typing import Callable
 
@@ -48,39 +46,17 @@ FIGURES, REPORT = "reports/figures", "reports/index.html"
 KEYS = ["map_vmax", "comparisons", "q", "map_screen", "changed_threshold", "attention", "features"]
 
 
-#: What forked workers of :func:`chance_tests` read (inherited with the fork, never pickled: the table is large).
-_FORKED: dict = {}
-
-
-def _chance_test(key: tuple[str, str, str], seeds: list[int], scoring: dict, q: float):
-    name, model, subject = key
-    return above_chance(_FORKED["wide"], name, [model], subject, seeds, MODELS_ROOT, Path(PREPARED) / name,
-                        scoring, q=q)
-
-
 def chance_tests(wide: pd.DataFrame, means: pd.DataFrame, scoring: dict, q: float) -> dict[tuple, tuple]:
-    """Every voxel map's test against chance, ``(dataset, model, subject) -> (ChanceTest, n_seeds)``, computed
-    in forked worker processes (the circular-shift nulls were the report's longest computation; each test
-    is independent and deterministic, so the workers return what inline calls return)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    jobs = {}
+    """Every voxel map's test against chance, ``(dataset, model, subject) -> (ChanceTest, n_seeds)``."""
+    out = {}
     for (name, model, subject), _ in means.groupby(["dataset", "model", "subject"], sort=False):
         if read_prepared(Path(PREPARED) / name, str(subject)).coords is None:
             continue
         rows = wide[(wide["dataset"] == name) & (wide["model"] == model) & (wide["subject"] == subject)]
-        jobs[(name, model, str(subject))] = sorted(int(s) for s in rows["seed"].unique())
-    _FORKED["wide"] = wide
-    try:
-        workers = min(len(os.sched_getaffinity(0)), len(jobs))
-        if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-            return {key: (_chance_test(key, seeds, scoring, q), len(seeds)) for key, seeds in jobs.items()}
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = {key: pool.submit(_chance_test, key, seeds, scoring, q) for key, seeds in jobs.items()}
-            return {key: (future.result(), len(jobs[key])) for key, future in futures.items()}
-    finally:
-        _FORKED.clear()
+        seeds = sorted(int(s) for s in rows["seed"].unique())
+        out[(name, model, str(subject))] = (above_chance(wide, name, [model], str(subject), seeds, MODELS_ROOT,
+                                                         Path(PREPARED) / name, scoring, q=q), len(seeds))
+    return out
 
 
 def score_figures(wide: pd.DataFrame, out: Path, settings: dict, scoring: dict,
