@@ -5,4 +5,6 @@
 pairs them with the images the hemodynamic delay puts them in; ``representations`` and ``probes`` are the
 model side; ``frem`` is the brain side; ``alignment`` compares the two profiles; ``simulate`` writes a
 simulated experiment with planted feature-to-region relations; ``experiment`` runs it all as tasks.
+
+May import: the base modules, config, data, stimuli, features, metrics, ridge, runs, decoding (its statistics).
 """

@@ -57,7 +57,7 @@ class ProbingSimulation:
     seed: int = 0
     subjects: int = 2
     runs: int = 4
-    words_per_run: int = 240
+    words_per_run: int = 400
     fixations_per_run: int = 2
     resolution_mm: int = 6
     region_radius_mm: float = 10.0
