@@ -85,9 +85,10 @@ def scratch(tmp_path_factory) -> Path:
 
 
 BENCHMARKS = ("pereira2018", "fedorenko2016", "blank2014", "futrell2018")
-TRAJECTORIES = ("sst2", "squad", "lm_scrambled")
+# SQuAD's trajectory is tested on its own (tests/decoding/test_trajectory.py): two trajectories show the foreach.
+TRAJECTORIES = ("sst2", "lm_scrambled")
 STAGES = {"simulate", "score", "report", "glue", "simulate_benchmarks", "nextword", "leaderboard",
-          "simulate_decoding", "decode"} | {f"trajectory@{name}" for name in TRAJECTORIES} | {
+          "simulate_decoding", "decode", "simulate_probing", "probe", "frem", "align"} | {f"trajectory@{name}" for name in TRAJECTORIES} | {
     f"benchmark@{key}" for key in BENCHMARKS} | {
     f"train@{model}" for model in ("finetuned", "participant_transfer", "meg_transfer", "joint")} | {
     f"{stage}@{name}" for stage in ("validate", "prepare", "encode", "features", "encoding", "vanilla")
@@ -112,7 +113,13 @@ SCRATCH = {"simulate.subjects": 2, "simulate.words_per_run": 240, "simulate.reso
            # Decoding: the tiny BERT fine-tuned for a few steps per trajectory, decoded from 3 simulated participants.
            "decoding.encoder": "tiny-bert", "decoding.steps": 4, "decoding.checkpoint_every": 2,
            "decoding.batch_size": 8, "decoding.max_train": 48, "decoding.max_dev": 16, "decoding.learning_rate": 1e-3,
-           "decoding.squad_learning_rate": 1e-3, "simulate_decoding.participants": 3, "simulate_decoding.voxels": 200}
+           "decoding.squad_learning_rate": 1e-3, "simulate_decoding.participants": 3, "simulate_decoding.voxels": 200,
+           "decoding.trajectories": {"sst2": {"objective": "glue", "task": "SST-2", "data": "sample"},
+                                     "lm_scrambled": {"objective": "lm_scrambled", "corpus": "story"}},
+           # Probing: a shorter story, the tiny BERT probed, FReM on two regions and three features.
+           "simulate_probing.words_per_run": 200, "probing.encoder": "tiny-bert", "probing.n_permutations": 20,
+           "probing.regions": ["Frontal_Inf_Tri_L", "Temporal_Sup_R"], "probing.n_shifts": 20,
+           "probing.frem_features": ["simulated/layer2", "simulated/state", "pos/NN"]}
 
 
 def prepared_ids(root: Path, dataset: str = "fmri") -> list[str]:
@@ -185,6 +192,25 @@ def test_decoding_against_the_simulations_truth(scratch):
     assert set(tests["task"]) == set(TRAJECTORIES)
     assert (scratch / "reports/figures/decoding_mar.png").stat().st_size > 10_000
     assert "Mean average rank against fine-tuning step" in (scratch / "reports/index.html").read_text()
+
+
+def test_probing_outputs(scratch):
+    """Probes of both kinds for every layer of the tiny BERT; FReM for each participant, region and feature and the
+    group's row; the alignment per kind and family; the report's heatmap. The planted layer feature is decoded from
+    its region above the dummy (the acceptance at full size: tests/probing/test_probing_truth.py)."""
+    probes = pd.read_parquet(scratch / "data/probing/scores/probes.parquet")
+    assert set(probes["kind"]) == {"embedding", "attention"} and set(probes["layer"]) == {1, 2}
+    frem = pd.read_parquet(scratch / "data/probing/scores/frem.parquet")
+    assert len(frem) == 3 * 2 * 3  # (participants 1, 2 and the group) x regions x features
+    group = frem[frem["subject"] == "mean"].set_index(["region", "feature"])
+    assert group.loc[("Frontal_Inf_Tri_L", "simulated/layer2"), "gain"] > 0
+    assert group.loc[("Frontal_Inf_Tri_L", "simulated/state"), "metric"] == "roc_auc"
+    alignment = pd.read_parquet(scratch / "data/probing/scores/alignment.parquet")
+    assert set(alignment["kind"]) == {"embedding", "attention"} and "all" in set(alignment["family"])
+    metrics = json.loads((scratch / "metrics/probing.json").read_text())
+    assert metrics["frem_pairs"] == 6
+    assert (scratch / "reports/figures/probing_alignment.png").stat().st_size > 10_000
+    assert "Alignment of regions and layers" in (scratch / "reports/index.html").read_text()
 
 
 def test_outputs_exist(scratch):

@@ -196,7 +196,9 @@ def probe_model(segments: Segments, plan: ProbingPlan, store: TaskStore, observe
                              q=task.alpha_fdr, progress=progress)
         table.to_parquet(directory / "scores.parquet", index=False)
         best = table.dropna(subset=["r2"]).groupby("feature")["r2"].max()
-        return {"seconds": time.perf_counter() - started, "history": [], "resumed_at_epoch": 0,
+        seconds = time.perf_counter() - started
+        return {"seconds": seconds, "history": [], "resumed_at_epoch": 0,
+                "examples_per_second": len(segments) / seconds if seconds > 0 else 0.0,
                 "n_significant": int(table["significant"].sum()), "median_best_r2": float(best.median()) if len(best) else float("nan")}
 
     LocalExecutor(progress=progress).run(tasks, store, work, observer)
@@ -276,6 +278,7 @@ def decode_brain(recordings: list[Recording], segments: Segments, plan: ProbingP
         np.save(directory / "predictions.npy", np.stack([result.predictions, result.dummy_predictions]))
         return {**result.summary(), "fold_scores": result.fold_scores.tolist(),
                 "dummy_fold_scores": result.dummy_fold_scores.tolist(), "seconds": time.perf_counter() - started,
+                "examples_per_second": len(target) / max(time.perf_counter() - started, 1e-9),
                 "history": [], "resumed_at_epoch": 0}
 
     results = ForkExecutor(plan.workers, progress).run(tasks, store, work, observer)
