@@ -26,7 +26,7 @@ def alignment_figure(alignment: pd.DataFrame, path: Path) -> None:
     kinds = list(table["kind"].unique())
     regions = sorted(table["region"].unique())
     fig, axes = plt.subplots(1, len(kinds), figsize=(3.6 + 3.4 * len(kinds), 1.8 + 0.42 * len(regions)),
-                             squeeze=False, layout="constrained")
+                             squeeze=False)
     numbers = []
     for ax, kind in zip(axes[0], kinds):
         matrix = table[table["kind"] == kind].pivot(index="region", columns="layer", values="cosine").reindex(regions)
@@ -41,7 +41,8 @@ def alignment_figure(alignment: pd.DataFrame, path: Path) -> None:
         ax.set_xlabel("layer")
         ax.set_title(f"{kind}", fontsize=9)
         numbers.append(matrix.assign(kind=kind))
-    fig.colorbar(image, ax=axes[0].tolist(), label="cosine of the feature-score profiles")
+    # Beside the last heatmap (save_with_numbers lays the figure out tightly, which a shared colorbar would defeat).
+    fig.colorbar(image, ax=axes[0][-1], label="cosine of the profiles")
     fig.suptitle("Alignment of brain regions (FReM) and model layers (probes)", fontsize=10)
     save_with_numbers(fig, path, pd.concat(numbers), index=True)
 
@@ -51,7 +52,7 @@ def families_figure(families: pd.DataFrame, path: Path) -> None:
     sides = list(families["side"].unique())
     order = list(dict.fromkeys(families["family"]))
     colours = {family: f"C{k}" for k, family in enumerate(order)}
-    fig, axes = plt.subplots(1, len(sides), figsize=(3.6 * len(sides), 3.8), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(1, len(sides), figsize=(3.6 * len(sides), 3.8), squeeze=False)
     for ax, side in zip(axes[0], sides):
         table = families[families["side"] == side].pivot(index="unit", columns="family", values="score")
         table = table.reindex(columns=order)
