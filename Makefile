@@ -61,8 +61,11 @@ run: $(BIN)/.installed-run
 	TMPDIR=$(CURDIR)/.cache/tmp PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
 	@$(BIN)/brainalign where
 
+# Two workers, one test file at a time each (tests/conftest.py starts the slowest first), one BLAS/OpenMP
+# thread per worker: the two cores are shared out instead of being fought over.
 test: $(BIN)/.installed-test
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest --durations=10
+	PATH=$(CURDIR)/$(BIN):$$PATH OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1 \
+		$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
 
 ui: $(BIN)/.installed-run
 	$(BIN)/brainalign ui
