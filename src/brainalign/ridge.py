@@ -40,11 +40,8 @@ ALPHAS = np.logspace(-2, 10, 13)
 BACKENDS = {"cpu": "numpy", "cuda": "torch_cuda"}
 
 
-@contextmanager
-def backend(device: str = "cpu") -> Iterator[str]:
-    """himalaya's backend for ``device`` (``cpu``, ``cuda`` or ``auto``) inside the block."""
-    from himalaya.backend import get_backend, set_backend
-
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cpu`` and ``cuda`` are checked and returned."""
     import torch
 
     if device == "auto":
@@ -53,6 +50,15 @@ def backend(device: str = "cpu") -> Iterator[str]:
         raise ConfigError(f"params.yaml: encoding.device: expected auto, cpu or cuda, found {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("params.yaml: encoding.device: cuda, but torch sees no CUDA device here (use auto or cpu)")
+    return device
+
+
+@contextmanager
+def backend(device: str = "cpu") -> Iterator[str]:
+    """himalaya's backend for ``device`` (``cpu``, ``cuda`` or ``auto``) inside the block."""
+    from himalaya.backend import get_backend, set_backend
+
+    device = resolve_device(device)
     previous = get_backend()
     set_backend(BACKENDS[device], on_error="raise")
     try:

@@ -105,6 +105,37 @@ def test_pereira_draws_ordered_subsets_and_heldout_participants_as_brain_score()
         brainscore_ceiling(responses[:, :6], subjects[:6], metric, stimulus_ids=ids, subsets_per_k=10, progress=False)
 
 
+def test_string_participant_labels_give_the_same_draws_under_every_hash_seed():
+    """Truth: reproducibility. Brain-Score orders string participants and drawn subsets by iterating Python sets,
+    whose order follows the per-process string hash seed; ours must give the same subsets, held-out draws and
+    ceiling in processes started with different ``PYTHONHASHSEED`` values."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import json, sys
+sys.path.insert(0, "tests/benchmarks")
+import numpy as np
+from test_ceilings import metric, participants
+from brainalign.benchmarks.ceilings import brainscore_ceiling
+responses, _, subjects, ids = participants(1, n_participants=5, n_neuroids=2, n_rows=60)
+names = np.array([f"subject-{s}" for s in subjects])
+out = brainscore_ceiling(responses, names, metric, stimulus_ids=ids, n_bootstraps=5, subsets_per_k=8,
+                         heldout_participants=2, fit="global", progress=False)
+print(json.dumps({"subsets": {str(k): v for k, v in out.subsets.items()},
+                  "heldout": {str(k): v for k, v in out.heldout.items()}, "value": out.value}))
+"""
+    runs = []
+    for hash_seed in ("1", "2", "3"):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": hash_seed, "OMP_NUM_THREADS": "1"})
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert runs[0] == runs[1] == runs[2]
+    assert len(runs[0]["subsets"]["2"]) == 8
+
+
 def test_ceiling_of_simulated_participants_is_near_the_true_one():
     """Shared signal + independent noise of known SNR: with infinitely many participants the pooled others reveal
     the signal, so each neuroid's ceiling is corr(signal, response) = snr / sqrt(1 + snr²)."""

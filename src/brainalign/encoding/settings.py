@@ -16,7 +16,7 @@ from brainalign.errors import ConfigError, InputError
 from brainalign.features.layers import POOLINGS, parse_feature_model
 
 KEYS = ["models", "low_level", "banded", "context", "pooling", "batch_size", "max_length", "seed", "downsample", "delays",
-        "alphas", "n_shifts", "q", "ceiling_bootstraps", "channels", "device"]
+        "alphas", "n_shifts", "q", "ceiling_bootstraps", "channels", "device", "workers"]
 CHANNELS = ("language", "all")
 
 
@@ -38,6 +38,8 @@ def encoding_section(params: dict) -> dict:
     if not (isinstance(alphas, list) and len(alphas) == 3 and alphas[0] < alphas[1] and int(alphas[2]) >= 1):
         raise ConfigError(f"params.yaml: encoding.alphas: expected [lowest log10, highest log10, count], "
                           f"found {alphas!r}")
+    if not isinstance(values["workers"], int) or values["workers"] < 1:
+        raise ConfigError(f"params.yaml: encoding.workers: expected a whole number >= 1, found {values['workers']!r}")
     return values
 
 

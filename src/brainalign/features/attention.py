@@ -14,7 +14,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -38,6 +40,27 @@ def _set_attention_implementation(model: torch.nn.Module, name: str) -> None:
         model.set_attn_implementation(name)
     else:
         model.config._attn_implementation = name
+
+
+@contextmanager
+def eager_attention(model: torch.nn.Module, device: str | torch.device = "cpu") -> Iterator[torch.nn.Module]:
+    """``model`` in evaluation mode on ``device`` with eager attention (the only implementation that returns
+    attention weights: SDPA returns none); its implementation, device and train/eval modes are restored after."""
+    modes = {module: module.training for module in model.modules()}
+    implementation = getattr(model.config, "_attn_implementation", None)
+    original_device = next(model.parameters()).device
+    try:
+        if implementation != "eager":
+            _set_attention_implementation(model, "eager")
+        model.eval()
+        model.to(device)
+        yield model
+    finally:
+        model.to(original_device)
+        if implementation is not None and getattr(model.config, "_attn_implementation", None) != implementation:
+            _set_attention_implementation(model, implementation)
+        for module, training in modes.items():
+            module.train(training)
 
 
 def _attention_maps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -97,30 +120,16 @@ def cls_attention(encoder, tokens: TokenizedWindows, rows: np.ndarray | None = N
     if lengths.min() < 2:
         raise InputError("<tokens>", "lengths", "windows of at least [CLS] and [SEP] (2 pieces)",
                          f"a window of {int(lengths.min())}")
-    modes = {module: module.training for module in model.modules()}
-    implementation = getattr(model.config, "_attn_implementation", None)
-    original_device = next(model.parameters()).device
-    try:
-        if implementation != "eager":
-            _set_attention_implementation(model, "eager")
-        model.eval()
-        model.to(device)
-        with torch.no_grad():
-            for index in length_batches(lengths, batch_size):
-                batch = tokens.batch(rows[index])
-                batch = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
-                sep = torch.as_tensor(lengths[index] - 1, device=device)
-                span = torch.arange(len(index), device=device)
-                for layer, weights in enumerate(_attention_maps(model, batch)):
-                    from_cls = weights[:, :, 0, :].float()  # (batch, heads, key)
-                    pair = torch.stack([from_cls[:, :, 0], from_cls[span, :, sep]], dim=-1)  # (batch, heads, 2)
-                    out[layer][:, index] = pair.permute(1, 0, 2).cpu().numpy()
-    finally:
-        model.to(original_device)
-        if implementation is not None and getattr(model.config, "_attn_implementation", None) != implementation:
-            _set_attention_implementation(model, implementation)
-        for module, training in modes.items():
-            module.train(training)
+    with eager_attention(model, device), torch.no_grad():
+        for index in length_batches(lengths, batch_size):
+            batch = tokens.batch(rows[index])
+            batch = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
+            sep = torch.as_tensor(lengths[index] - 1, device=device)
+            span = torch.arange(len(index), device=device)
+            for layer, weights in enumerate(_attention_maps(model, batch)):
+                from_cls = weights[:, :, 0, :].float()  # (batch, heads, key)
+                pair = torch.stack([from_cls[:, :, 0], from_cls[span, :, sep]], dim=-1)  # (batch, heads, 2)
+                out[layer][:, index] = pair.permute(1, 0, 2).cpu().numpy()
     return out
 
 

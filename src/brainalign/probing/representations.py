@@ -43,7 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from brainalign.errors import ConfigError, InputError
-from brainalign.features.attention import _set_attention_implementation
+from brainalign.features.attention import eager_attention
 from brainalign.stimuli.tokens import length_batches
 
 ATTENTION_STATISTICS = ("cls", "sep", "self", "previous", "next", "entropy")
@@ -149,39 +149,25 @@ def segment_representations(encoder, texts: Sequence[str], batch_size: int = 64,
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # masked out: any id would do
     batches = length_batches(lengths, batch_size)
 
-    modes = {module: module.training for module in model.modules()}
-    implementation = getattr(config, "_attn_implementation", None)
-    original_device = next(model.parameters()).device
-    try:
-        if implementation != "eager":
-            _set_attention_implementation(model, "eager")
-        model.eval()
-        model.to(device)
-        with torch.inference_mode():
-            for index in tqdm(batches, desc="segment representations", disable=not progress or len(batches) <= 3):
-                size = int(lengths[index].max())
-                input_ids = torch.full((len(index), size), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(index), size), dtype=torch.long)
-                for row, segment in enumerate(index):
-                    input_ids[row, :lengths[segment]] = torch.as_tensor(ids[segment])
-                    mask[row, :lengths[segment]] = 1
-                input_ids, mask = input_ids.to(device), mask.to(device)
-                out = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True,
-                            output_attentions=True)
-                if out.attentions is None or len(out.attentions) != n_layers:
-                    raise RuntimeError(f"the encoder returned {0 if out.attentions is None else len(out.attentions)}"
-                                       f" attention maps for {n_layers} layers with eager attention")
-                weights = mask.to(out.hidden_states[1].dtype)[:, :, None]
-                count = weights.sum(1)
-                for layer in range(n_layers):
-                    pooled = (out.hidden_states[layer + 1] * weights).sum(1) / count
-                    embedding[layer, index] = pooled.float().cpu().numpy()
-                    summary = _head_statistics(out.attentions[layer], mask)  # (batch, heads, S)
-                    attention[layer, index] = summary.reshape(len(index), -1).float().cpu().numpy()
-    finally:
-        model.to(original_device)
-        if implementation is not None and getattr(model.config, "_attn_implementation", None) != implementation:
-            _set_attention_implementation(model, implementation)
-        for module, training in modes.items():
-            module.train(training)
+    with eager_attention(model, device), torch.inference_mode():
+        for index in tqdm(batches, desc="segment representations", disable=not progress or len(batches) <= 3):
+            size = int(lengths[index].max())
+            input_ids = torch.full((len(index), size), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(index), size), dtype=torch.long)
+            for row, segment in enumerate(index):
+                input_ids[row, :lengths[segment]] = torch.as_tensor(ids[segment])
+                mask[row, :lengths[segment]] = 1
+            input_ids, mask = input_ids.to(device), mask.to(device)
+            out = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True,
+                        output_attentions=True)
+            if out.attentions is None or len(out.attentions) != n_layers:
+                raise RuntimeError(f"the encoder returned {0 if out.attentions is None else len(out.attentions)}"
+                                   f" attention maps for {n_layers} layers with eager attention")
+            weights = mask.to(out.hidden_states[1].dtype)[:, :, None]
+            count = weights.sum(1)
+            for layer in range(n_layers):
+                pooled = (out.hidden_states[layer + 1] * weights).sum(1) / count
+                embedding[layer, index] = pooled.float().cpu().numpy()
+                summary = _head_statistics(out.attentions[layer], mask)  # (batch, heads, S)
+                attention[layer, index] = summary.reshape(len(index), -1).float().cpu().numpy()
     return {"embedding": embedding, "attention": attention}
