@@ -1,6 +1,8 @@
 """Stage score: the measures of `score.measures` per channel (20 vs 20 accuracy in both forms, R², Pearson r)
 on every held-out run, every model and dataset, into one long-format table with the encoding models' rows
-(their `layer` and `feature_space`; the brain models' are -1 and "cls"); summaries (the default form named by `score.anchor`) as DVC metrics."""
+(their `layer` and `feature_space`; the brain models' are -1 and "cls") and the vision models' (feature space
+"image": Pearson r, NSD's noise ceiling and its explained share per voxel, with the voxel's `roi`); summaries
+(the default form named by `score.anchor`) as DVC metrics."""
 
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from brainalign.metrics.table import (  # noqa: E402
 
 PREPARED, MODELS, ENCODING, TABLE, METRICS = ("data/prepared", "data/models", "data/encoding", "data/scores/scores.parquet",
                                               "metrics")
+VISION = ("data/vision/fwrf/scores.parquet", "data/vision/gnet/scores.parquet")
 
 
 def main() -> None:
@@ -37,6 +40,8 @@ def main() -> None:
                   for (model, name), path in model_dirs(MODELS).items()]
         # The encoding models' rows (every layer), scored by the encoding stages on the same draws.
         frames += [pd.read_parquet(path) for path in sorted(Path(ENCODING).glob("*/scores.parquet"))]
+        # The vision models' rows (feature space "image", with each voxel's ROI), scored on the shared images.
+        frames += [pd.read_parquet(path) for path in VISION]
         if not frames:
             raise InputError(MODELS, "models", "trained models or encoding results to score", "none")
         table = pd.concat(frames, ignore_index=True)

@@ -36,6 +36,7 @@ from brainalign.report.analyses import (
 from brainalign.report.brainscore import benchmark_figures, benchmark_tables
 from brainalign.report.decoding import decoding_figures, decoding_tables
 from brainalign.report.probing import probing_figures, probing_tables
+from brainalign.report.vision import vision_figures, vision_tables
 from brainalign.report.encoding import encoding_figures, encoding_tables
 from brainalign.report.drawing import Drawer, inline
 from brainalign.report.html import Figure, write_report
@@ -248,7 +249,8 @@ def pipeline_stages(params: dict) -> list[str]:
     stages += [f"benchmark@{key}" for key in params.get("benchmarks", {}).get("suite", {})]
     stages += ["nextword", "leaderboard", "simulate_decoding"]
     stages += [f"trajectory@{key}" for key in params.get("decoding", {}).get("trajectories", {})]
-    return stages + ["decode", "simulate_probing", "probe", "frem", "align", "report"]
+    return stages + ["decode", "simulate_probing", "probe", "frem", "align", "simulate_vision", "fwrf", "gnet",
+                     "transfer", "report"]
 
 
 def write_figures(params: dict, settings: dict, out: str | Path = FIGURES) -> tuple[list[Figure], pd.DataFrame]:
@@ -269,6 +271,7 @@ def write_figures(params: dict, settings: dict, out: str | Path = FIGURES) -> tu
         shown += benchmark_figures(tmp)
         shown += decoding_figures(tmp)
         shown += probing_figures(tmp)
+        shown += vision_figures(tmp)
         write_json(tmp / "comparison_tests.json", tests.to_dict(orient="records"))
     return [Figure(f.section, f.title, Path(out) / f.png.relative_to(tmp) if f.png.is_relative_to(tmp) else f.png,
                    f.caption) for f in shown], tests
@@ -288,6 +291,7 @@ def write_page(params: dict, shown: list[Figure], tests: pd.DataFrame, runs: lis
     tables.update(benchmark_tables())
     tables.update(decoding_tables())
     tables.update(probing_tables())
+    tables.update(vision_tables())
     if any(str(entry.get("path", "")).startswith("data/benchmarks/raw")
            for entry in params.get("benchmarks", {}).get("suite", {}).values()):
         notes.append("The Brain-Score benchmarks read simulated twins of the real datasets (simulate_benchmarks "
@@ -300,6 +304,10 @@ def write_page(params: dict, shown: list[Figure], tests: pd.DataFrame, runs: lis
         notes.append("The probing reads a simulated experiment (simulate_probing stage): the project's own story, "
                      "annotated by the project (spaCy, its own lexicons), with features planted in given regions and "
                      "layers; the regions are spheres named after the seed's AAL regions.")
+    if str(params.get("vision", {}).get("data", "")).startswith("data/vision/nsd"):
+        notes.append("The vision models read a simulated NSD (simulate_vision stage): the project's own images, voxels "
+                     "with Gaussian receptive fields over an untrained AlexNet's feature maps; the feature network "
+                     "is untrained too (no ImageNet weights can be had offline).")
     if Path(GLUE_TABLE).exists():  # always under dvc repro (a dependency); a stage run by hand may lack it
         glue = pd.read_csv(GLUE_TABLE)
         if not {"task", "metric"} <= set(glue.columns):

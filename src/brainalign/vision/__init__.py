@@ -1,0 +1,1 @@
+"""Image-computable encoding models of visual cortex: NSD-format data, fwRF, GNet, transfer between ROIs."""
