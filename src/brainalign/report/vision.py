@@ -47,7 +47,7 @@ def accuracy_figure(wide: pd.DataFrame, path: Path) -> None:
     ax.set_xticks(range(len(rois)), rois)
     ax.set_ylabel("median validation r")
     ax.axhline(0, color="0.6", lw=0.8)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=4)
     ax.set_title("Validation accuracy per ROI (shared images, single trials)", fontsize=10)
     save_with_numbers(fig, path, table)
 
@@ -83,7 +83,8 @@ def maps_figure(wide: pd.DataFrame, root: Path, path: Path, model: str = "gnet8j
                 ax.set_ylabel(f"subj{int(subject):02d}", fontsize=8)
             if row is axes[0]:
                 ax.set_title(f"z = {k}", fontsize=7)
-    fig.colorbar(image, ax=axes[:, -1], label=f"{model} validation r", shrink=0.8)
+    # Beside the last panel only (save_with_numbers lays the figure out tightly, which a shared colorbar defeats).
+    fig.colorbar(image, ax=axes[-1, -1], label="validation r")
     fig.suptitle(f"{model}: validation accuracy of every voxel, by slice", fontsize=10)
     save_with_numbers(fig, path, pd.concat(numbers))
 
