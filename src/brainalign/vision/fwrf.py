@@ -30,19 +30,22 @@ candidate and penalty a ridge is fitted on the other rows and its mean squared e
 computed for every voxel; each voxel takes the (candidate, penalty) with the lowest error, the first in the
 grid's order (candidates, then penalties ascending) among exact ties. The seed selects on the same loss.
 
-**Refit.** The chosen (candidate, penalty) is then refitted on all training rows, and that model predicts. The
-seed keeps the weights fitted without the holdout; refitting uses the 10 % more data that selection had set
-aside, as scikit-learn's ``GridSearchCV(refit=True)`` and :mod:`brainalign.ridge` do. The penalty chosen on 90 %
-of the rows regularises the refit on 100 % about 10 % less (the Gram matrix grows with the rows); that shift is
-within the grid's step of ``10 ** 0.375``. :attr:`FwRF.holdout_r_` and :attr:`FwRF.holdout_loss_` describe the
-model fitted without the holdout, on the rows that chose it (so they are optimistic).
+**Refit.** The chosen (candidate, penalty) is then refitted on all training rows, and that model predicts
+(``refit=False`` keeps the model fitted without the holdout, as the seed does). Refitting uses the 10 % more data
+that selection had set aside, as scikit-learn's ``GridSearchCV(refit=True)`` and :mod:`brainalign.ridge` do. The
+penalty chosen on 90 % of the rows regularises the refit on 100 % about 10 % less (the Gram matrix grows with the
+rows); that shift is within the grid's step of ``10 ** 0.375``. :attr:`FwRF.holdout_r_` and
+:attr:`FwRF.holdout_loss_` describe the model fitted without the holdout, on the rows that chose it (so they are
+optimistic).
 
 **Speed.** Responses never repeat the maps per trial: the design is built once per image and the ridge uses
 per-image sums (``X'X = D' diag(n_k) D``, ``X'y = D' sum_k y``). Per candidate one eigendecomposition of the
 training Gram matrix ``X'X = V diag(s) V'`` serves every penalty and every voxel,
 ``W_alpha = V diag(1 / (s + alpha)) V' X'y``; ``candidate_batch`` candidates go through torch as one batch
 (``torch.linalg.eigh`` on ``(b, p, p)``), on ``device`` ``"cpu"`` or ``"cuda"`` with the same code. Only the best
-(loss, candidate, penalty) per voxel is kept, a running minimum; no candidate's predictions are stored. The
+(loss, candidate, penalty) per voxel is kept, a running minimum, with that model's holdout predictions (for
+:attr:`FwRF.holdout_r_`); no other candidate's predictions are stored. The refit solves ``X'X + alpha I`` once per
+(chosen pRF, penalty) pair: a pRF is chosen by few voxels, so that costs less than an eigendecomposition. The
 holdout error is the within-image scatter of the holdout trials (computed once, exactly) plus the per-image
 weighted squared error of the prediction, so no prediction is repeated per trial either.
 """
@@ -201,6 +204,7 @@ class _Basis:
     """A batch of candidates' designs z-scored on some rows, and the eigenbasis of those rows' Gram matrix."""
 
     z: torch.Tensor                  # (b, n_images, p)
+    z_rows: torch.Tensor             # (b, n_row_images, p) the images of the rows
     mean: torch.Tensor               # (b, p) the z-scoring statistics
     scale: torch.Tensor              # (b, p)
     values: torch.Tensor             # (b, p) eigenvalues, ascending
@@ -233,9 +237,10 @@ def _basis(design: torch.Tensor, counts: torch.Tensor, rows: torch.Tensor) -> _B
     """z-score ``design`` with the statistics of the trial rows and decompose their Gram matrix (``rows``: the
     images that have such rows)."""
     z, mean, scale = _standardise(design, counts)
-    values, vectors = torch.linalg.eigh(_gram(z[:, rows], counts[rows]))
+    z_rows = z[:, rows]
+    values, vectors = torch.linalg.eigh(_gram(z_rows, counts[rows]))
     # the Gram matrix is positive semi-definite: negative eigenvalues are rounding
-    return _Basis(z, mean, scale, values.clamp_min(0), vectors)
+    return _Basis(z, z_rows, mean, scale, values.clamp_min(0), vectors)
 
 
 class FwRF:
@@ -405,12 +410,12 @@ class FwRF:
         if not 0 <= candidate < len(grid):
             raise ConfigError(f"{SOURCE}: candidate: expected an index below {len(grid)}, found {candidate!r}")
         problem, _ = self._prepare(maps, responses, image_index, grid)
-        basis = _basis(problem.maps.design(np.array([candidate])), problem.fit_weights, problem.fit_images)
+        basis, held = self._candidate_basis(problem, np.array([candidate]))
         n_voxels = problem.fit_sums.shape[1]
         weights = np.empty((len(alphas), basis.vectors.shape[1], n_voxels))
         losses = np.empty((len(alphas), n_voxels))
         penalties = torch.as_tensor(alphas, dtype=basis.z.dtype, device=basis.z.device)
-        for voxels, block, coords in self._block_losses(problem, basis, alphas):
+        for voxels, block, coords in self._block_losses(problem, basis, held, alphas):
             losses[:, voxels] = block[0]
             for i in range(len(alphas)):
                 solved = basis.solve(0, coords[0], penalties[i].expand(coords.shape[2]))
@@ -435,9 +440,8 @@ class FwRF:
         with tqdm(total=len(grid), desc="fwRF candidates", unit="pRF", disable=not self.progress) as bar:
             for start in range(0, len(grid), batch):
                 candidates = np.arange(start, min(start + batch, len(grid)))
-                basis = _basis(problem.maps.design(candidates), problem.fit_weights, problem.fit_images)
-                held = basis.z[:, problem.hold_images] @ basis.vectors
-                for voxels, losses, coords in self._block_losses(problem, basis, alphas, held):
+                basis, held = self._candidate_basis(problem, candidates)
+                for voxels, losses, coords in self._block_losses(problem, basis, held, alphas):
                     flat = losses.reshape(-1, losses.shape[2])
                     # argmin takes the first minimum: candidates in grid order, then penalties ascending
                     pick = flat.argmin(axis=0)
@@ -471,19 +475,23 @@ class FwRF:
             self.intercept_ = problem.fit_mean.astype(np.float32)
 
     @staticmethod
-    def _block_losses(problem: _Problem, basis: _Basis, alphas: np.ndarray,
-                      held: torch.Tensor | None = None) -> Iterator[tuple[slice, np.ndarray, torch.Tensor]]:
+    def _candidate_basis(problem: _Problem, candidates: np.ndarray) -> tuple[_Basis, torch.Tensor]:
+        """The candidates' designs z-scored and decomposed on the fit rows, and the holdout images' designs in
+        that eigenbasis (b, n_hold_images, p)."""
+        basis = _basis(problem.maps.design(candidates), problem.fit_weights, problem.fit_images)
+        return basis, basis.z[:, problem.hold_images] @ basis.vectors
+
+    @staticmethod
+    def _block_losses(problem: _Problem, basis: _Basis, held: torch.Tensor,
+                      alphas: np.ndarray) -> Iterator[tuple[slice, np.ndarray, torch.Tensor]]:
         """Per block of voxels: the holdout mean squared error of every candidate and penalty (b, n_alphas,
         voxels) and the ridge right-hand sides ``V' X'y`` (b, p, voxels) they came from."""
-        z_fit = basis.z[:, problem.fit_images]
-        if held is None:
-            held = basis.z[:, problem.hold_images] @ basis.vectors
         b, n_hold, p = held.shape
         n_voxels = problem.fit_sums.shape[1]
         step = max(1, _BLOCK_ELEMENTS // (b * max(p, n_hold)))
         for lo in range(0, n_voxels, step):
             voxels = slice(lo, min(lo + step, n_voxels))
-            coords = basis.vectors.transpose(1, 2) @ (z_fit.transpose(1, 2) @ problem.fit_sums[:, voxels])
+            coords = basis.vectors.transpose(1, 2) @ (basis.z_rows.transpose(1, 2) @ problem.fit_sums[:, voxels])
             losses = np.empty((b, len(alphas), voxels.stop - lo))
             for i, alpha in enumerate(alphas):
                 residual = problem.hold_means[None, :, voxels] - (held / (basis.values[:, None, :] + alpha)) @ coords
@@ -527,6 +535,8 @@ class FwRF:
             raise ConfigError(f"{SOURCE}: alphas: expected positive penalties, found {np.ravel(alphas).tolist()}")
         if isinstance(self.holdout, bool) or not isinstance(self.holdout, (int, float)) or not 0 < self.holdout < 1:
             raise ConfigError(f"{SOURCE}: holdout: expected a fraction in (0, 1), found {self.holdout!r}")
+        if not isinstance(self.refit, (bool, np.bool_)):
+            raise ConfigError(f"{SOURCE}: refit: expected true or false, found {self.refit!r}")
         for name in ("n_features", "candidate_batch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -554,7 +564,7 @@ class FwRF:
             raise InputError(SOURCE, "responses", f"at least 2 rows besides the {self.holdout:g} holdout",
                              f"{n_rows} rows")
         used, local = np.unique(rows, return_inverse=True)
-        channels = {layer: _top_channels(np.asarray(values), used, int(self.n_features), layer)
+        channels = {layer: _top_channels(np.asarray(values), used, int(self.n_features))
                     for layer, values in maps.items()}
         device_maps = self._device_maps(maps, used, channels, grid)
 
@@ -679,7 +689,7 @@ def _check_index(image_index: np.ndarray | None, n_images: int, n_rows: int | No
     return index.astype(np.int64)
 
 
-def _top_channels(values: np.ndarray, images: np.ndarray, n_features: int, layer: str) -> np.ndarray:
+def _top_channels(values: np.ndarray, images: np.ndarray, n_features: int) -> np.ndarray:
     """The ``n_features`` channels of largest variance over ``images`` and cells, ascending (ties: lower first)."""
     _, channels, height, width = values.shape
     step = max(1, _CHUNK_ELEMENTS // (channels * height * width))
