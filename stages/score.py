@@ -28,7 +28,7 @@ from brainalign.metrics.table import (  # noqa: E402
 
 PREPARED, MODELS, ENCODING, TABLE, METRICS = ("data/prepared", "data/models", "data/encoding", "data/scores/scores.parquet",
                                               "metrics")
-VISION = ("data/vision/fwrf/scores.parquet", "data/vision/gnet/scores.parquet")
+VISION = "data/vision"
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
         # The encoding models' rows (every layer), scored by the encoding stages on the same draws.
         frames += [pd.read_parquet(path) for path in sorted(Path(ENCODING).glob("*/scores.parquet"))]
         # The vision models' rows (feature space "image", with each voxel's ROI), scored on the shared images.
-        frames += [pd.read_parquet(path) for path in VISION]
+        frames += [pd.read_parquet(path) for path in sorted(Path(VISION).glob("*/scores.parquet"))]
         if not frames:
             raise InputError(MODELS, "models", "trained models or encoding results to score", "none")
         table = pd.concat(frames, ignore_index=True)

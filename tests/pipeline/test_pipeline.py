@@ -88,7 +88,8 @@ BENCHMARKS = ("pereira2018", "fedorenko2016", "blank2014", "futrell2018")
 # SQuAD's trajectory is tested on its own (tests/decoding/test_trajectory.py): two trajectories show the foreach.
 TRAJECTORIES = ("sst2", "lm_scrambled")
 STAGES = {"simulate", "score", "report", "glue", "simulate_benchmarks", "nextword", "leaderboard",
-          "simulate_decoding", "decode", "simulate_probing", "probe", "frem", "align"} | {f"trajectory@{name}" for name in TRAJECTORIES} | {
+          "simulate_decoding", "decode", "simulate_probing", "probe", "frem", "align", "simulate_vision", "fwrf",
+          "gnet", "transfer"} | {f"trajectory@{name}" for name in TRAJECTORIES} | {
     f"benchmark@{key}" for key in BENCHMARKS} | {
     f"train@{model}" for model in ("finetuned", "participant_transfer", "meg_transfer", "joint")} | {
     f"{stage}@{name}" for stage in ("validate", "prepare", "encode", "features", "encoding", "vanilla")
@@ -384,6 +385,22 @@ def test_mlflow_records(scratch):
                 heads = {k for k in keys if k.startswith("loss.")}
                 assert heads == {f"loss.meg/{m}" for m in prepared_ids(scratch, "meg")} | {
                     f"loss.fmri/{s}" for s in subjects}
+
+
+def test_vision_rows_reach_the_score_table_and_the_report(scratch):
+    """The vision models' validation scores are rows of the one score table (feature space "image", each voxel's
+    ROI), held out: every score is on the shared images, which the training trials never show."""
+
+    table = pd.read_parquet(scratch / "data/scores/scores.parquet", filters=[("feature_space", "==", "image")])
+    assert set(table["model"]) == {"fwrf", "gnet8j", "gnet8r"}
+    assert set(table["roi"]) == {"V1", "V2", "V3", "hV4"}
+    assert set(table["measure"]) == {"pearson_r", "noise_ceiling", "explained_fraction"}
+    r = table[table["measure"] == "pearson_r"].groupby("model")["value"].median()
+    assert (r > 0.2).all(), r  # the twin's voxels are predictable; an untrained read-out would score about 0
+    transfer = json.loads((scratch / "metrics/vision_transfer.json").read_text())
+    assert np.isfinite(transfer["asymmetry"])
+    for name in ("vision_accuracy", "vision_maps", "vision_transfer", "vision_prf"):
+        assert (scratch / "reports/figures" / f"{name}.png").exists()
 
 
 def test_score_parameter_reruns_only_the_stages_that_score(scratch):
