@@ -218,10 +218,10 @@ def test_outputs_exist(scratch):
     """The score table, metrics and figures are where the README says, with the right content."""
     table = pd.read_parquet(scratch / "data/scores/scores.parquet")
     assert list(table.columns) == ["dataset", "model", "subject", "fold", "heldout_run", "seed", "voxel", "measure",
-                                   "value", "layer", "feature_space"]  # long format
+                                   "value", "layer", "feature_space", "roi"]  # long format (roi: vision rows)
     # The encoding models sit in the same table: every layer of the local 2-layer BERT (embeddings + 2), one
     # of the others.
-    encoding = table[table["feature_space"] != "cls"]
+    encoding = table[~table["feature_space"].isin(["cls", "image"])]
     assert encoding.groupby("model")["layer"].nunique().to_dict() == {"tiny-bert": 3, "random-16": 1, "word_length": 1}
     assert set(encoding["measure"]) == {"pearson_r", "r2", "accuracy_target"}
     assert set(encoding["heldout_run"]) == {1, 2, 3, 4}  # every run held out once
@@ -230,7 +230,7 @@ def test_outputs_exist(scratch):
     assert (scratch / "reports/figures/encoding_fmri_layers.png").exists()
     assert set(json.loads((scratch / "metrics/encoding_meg.json").read_text())) == {"ceiling", "tiny-bert",
                                                                                     "random-16", "word_length"}
-    table = table[table["feature_space"] == "cls"].drop(columns=["layer", "feature_space"])
+    table = table[table["feature_space"] == "cls"].drop(columns=["layer", "feature_space", "roi"])
     assert set(table["measure"]) == {"accuracy_target", "accuracy_prediction", "r2", "pearson_r"}
     assert table.groupby(["dataset", "model", "subject", "fold", "seed", "voxel"]).size().eq(4).all()
     table = wide_scores(table)
