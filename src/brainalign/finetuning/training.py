@@ -75,16 +75,22 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
     return tensors, state["param_groups"]
 
 
-def restore_optimizer(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
-                      tensors: dict[str, torch.Tensor], param_groups: list[dict], scheduler_state: dict) -> None:
-    """Load what :func:`optimizer_tensors` and :func:`scheduler_state` saved into a fresh optimiser and
-    schedule built the same way."""
+def restore_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                            param_groups: list[dict]) -> None:
+    """Load what :func:`optimizer_tensors` saved into a fresh optimiser built the same way."""
     state: dict = {"param_groups": param_groups, "state": {}}
     for key, value in tensors.items():
         if key.startswith("optimizer."):
             _, index, name = key.split(".", 2)
             state["state"].setdefault(int(index), {})[name] = value
     optimizer.load_state_dict(state)
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+                      tensors: dict[str, torch.Tensor], param_groups: list[dict], scheduler_state: dict) -> None:
+    """Load what :func:`optimizer_tensors` and :func:`scheduler_state` saved into a fresh optimiser and
+    schedule built the same way."""
+    restore_optimizer_state(optimizer, tensors, param_groups)
     scheduler.load_state_dict({**scheduler_state, "lr_lambdas": [None] * len(optimizer.param_groups)})
 
 

@@ -87,7 +87,7 @@ from tqdm.auto import tqdm
 from brainalign.errors import ConfigError, InputError
 from brainalign.files import atomic_path
 from brainalign.finetuning.model import head_seed, read_checkpoint
-from brainalign.finetuning.training import optimizer_tensors
+from brainalign.finetuning.training import optimizer_tensors, restore_optimizer_state
 from brainalign.vision.evaluation import voxel_correlation
 from brainalign.vision.networks import NETWORKS, Network, preprocess
 
@@ -579,16 +579,6 @@ def _build(settings: GNetSettings, participants: list[Participant], images: np.n
     return frozen
 
 
-def _restore_adam(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], param_groups: list[dict]) -> None:
-    """Load what :func:`brainalign.finetuning.training.optimizer_tensors` saved (an optimiser without schedule)."""
-    state: dict = {"param_groups": param_groups, "state": {}}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            state["state"].setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict(state)
-
-
 def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -703,7 +693,7 @@ def train_gnet(images: np.ndarray, participants: Sequence[Participant], settings
                                  "choose another path)")
             model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
             best = {k[len("best."):]: v.to(device) for k, v in tensors.items() if k.startswith("best.")} or None
-            _restore_adam(optimizer, tensors, saved["param_groups"])
+            restore_optimizer_state(optimizer, tensors, saved["param_groups"])
             torch.set_rng_state(tensors["rng.torch"])
             order.set_state(tensors["rng.order"])
             if device.type == "cuda" and "rng.cuda" in tensors:
