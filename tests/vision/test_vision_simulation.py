@@ -190,3 +190,20 @@ def test_images_are_distinct_and_seeded():
     coarse = spectrum[:, (frequency > 0) & (frequency <= 2)].sum(axis=1)
     fine = spectrum[:, frequency >= 8].sum(axis=1)
     assert (coarse > 0).all() and (fine / spectrum.sum(axis=(1, 2)) > 0.005).mean() > 0.8
+
+
+def test_simulated_prfs_follow_the_fwrf_convention_on_non_square_maps():
+    """The twin's pooling and the fwRF's candidate pooling are one convention (distances in image widths), checked
+    cell by cell on a 4 x 7 map, where measuring y in image heights would differ."""
+    import math
+
+    from brainalign.vision.fwrf import prf_weights
+    from brainalign.vision.simulate import gaussian_weights
+
+    prf = np.array([[0.3, 0.6, 0.15], [0.8, 0.2, 0.05]])
+    twin = gaussian_weights(prf[:, 0], prf[:, 1], prf[:, 2], 4, 7).reshape(2, 4, 7)
+    np.testing.assert_allclose(twin, prf_weights(prf, 4, 7), rtol=1e-12)
+    x, y, sigma = prf[0]
+    by_hand = np.array([[math.exp(-(((j + 0.5) / 7 - x) ** 2 + (((i + 0.5) / 4 - y) * 4 / 7) ** 2) / (2 * sigma**2))
+                         for j in range(7)] for i in range(4)])
+    np.testing.assert_allclose(twin[0], by_hand / by_hand.sum(), rtol=1e-12)

@@ -200,7 +200,8 @@ def gaussian_weights(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, height: in
     cx = (np.arange(width) + 0.5) / width
     cy = (np.arange(height) + 0.5) / height
     dx = (cx[None, None, :] - np.asarray(x)[:, None, None]) ** 2
-    dy = (cy[None, :, None] - np.asarray(y)[:, None, None]) ** 2
+    # distances in image widths (the convention), on a map with the image's aspect ratio
+    dy = ((cy[None, :, None] - np.asarray(y)[:, None, None]) * (height / width)) ** 2
     exponent = (-(dx + dy) / (2 * np.asarray(sigma)[:, None, None] ** 2)).reshape(len(x), -1)
     # Shifting by the peak keeps a pRF far smaller than a cell from underflowing to all zeros.
     g = np.exp(exponent - exponent.max(axis=1, keepdims=True))
