@@ -16,12 +16,23 @@ Sections (``--sections``, all by default; each adds its own options below):
   about ``--candidates`` remain; penalties ``logspace(0, 4, 9)`` (the reference's ``logspace(3, 6, 9)`` is scaled
   for NSD's ~27,000 trials and would shrink everything here).
 
+* ``gnet``: GNet training throughput (:func:`brainalign.vision.gnet.train_gnet`) on seeded random data: per
+  configuration the setup (training mean image, the pre-filter cache, the model), then per epoch *images/s* (trials
+  through core and readout, forward and backward, per second of the training pass) and *trials/s* (training
+  trials per second of the whole epoch, held-out scoring included: what sets a run's time). Configurations: the
+  pipeline's default (96 px, widths (32, 16); ``--gnet-participants`` x ``--gnet-trials`` training trials over
+  ``--gnet-images`` images, ``--gnet-voxels`` voxels each) and the paper's widths (128, 64) on 227-px images
+  (``--gnet-paper-trials``, one participant, fewer trials so that it takes about a minute on one CPU thread). On
+  CPU always; on CUDA (bf16 autocast, as the pipeline runs it) when torch sees a device, else it says so. Checks:
+  every epoch's loss and held-out r are finite.
+
 A new section is a function ``(args) -> bool`` (True when its checks pass) and one that adds its options, listed
 in :data:`SECTIONS`. BLAS and torch run on ``--threads`` threads (default 1: on a shared 2-core machine more
 threads spin against other processes).
 
-    python perf/vision.py [--sections fwrf] [--threads 1] [--images 800] [--candidates 200] [--features 256]
-                          [--voxels 500] [--batch 16]
+    python perf/vision.py [--sections fwrf gnet] [--threads 1] [--images 800] [--candidates 200] [--features 256]
+                          [--voxels 500] [--batch 16] [--gnet-epochs 2] [--gnet-trials 900] [--gnet-images 660]
+                          [--gnet-voxels 380] [--gnet-participants 2] [--gnet-paper-trials 200]
 """
 
 from __future__ import annotations
@@ -137,6 +148,69 @@ def fwrf_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--batch", type=int, default=16, help="FwRF candidate_batch")
 
 
+def gnet_problem(n_images: int, size: int, participants: int, trials: int, voxels: int,
+                 seed: int = 0) -> tuple[np.ndarray, list]:
+    """Seeded uint8 images and per participant ``trials`` random trials over them with random responses."""
+    from brainalign.vision.gnet import Participant
+
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n_images, size, size, 3), dtype=np.uint8)
+    return images, [Participant(f"subj{p + 1:02d}", rng.integers(0, n_images, trials),
+                                rng.standard_normal((trials, voxels)).astype(np.float32))
+                    for p in range(participants)]
+
+
+def gnet_throughput(args: argparse.Namespace) -> bool:
+    from brainalign.vision.gnet import GNetSettings, train_gnet
+    from brainalign.vision.networks import load_network
+
+    configurations = [
+        ("default: 96 px, widths (32, 16)", 96, (32, 16), args.gnet_participants, args.gnet_trials, args.gnet_images),
+        ("paper: 227 px, widths (128, 64)", 227, (128, 64), 1, args.gnet_paper_trials,
+         max(2, args.gnet_paper_trials // 3)),
+    ]
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    print(f"GNet training throughput: {args.gnet_epochs} epochs, batch 100, {args.gnet_voxels} voxels a readout, "
+          f"random images and responses; threads {args.threads}, {os.cpu_count()} CPUs")
+    if "cuda" not in devices:
+        print("  CUDA: not measured (torch sees no CUDA device)")
+    passed = True
+    network = load_network("alexnet")
+    for device in devices:
+        for label, size, widths, participants, trials, n_images in configurations:
+            images, readouts = gnet_problem(n_images, size, participants, trials, args.gnet_voxels)
+            settings = GNetSettings(image_size=size, widths=widths, epochs=args.gnet_epochs, device=device,
+                                    progress=False)
+            started = time.perf_counter()
+            result = train_gnet(images, readouts, settings, prefilter=network)
+            total = time.perf_counter() - started
+            epochs = result.history
+            setup = total - sum(r["seconds"] for r in epochs)
+            n_train = sum(len(p.image_index) - int(np.ceil(0.1 * len(p.image_index))) for p in readouts)
+            images_per_second = [r["images_per_second"] for r in epochs]
+            trials_per_second = [n_train / r["seconds"] for r in epochs]
+            print(f"  {device:4s} {label:34s} {participants} x {trials} trials, {n_images} images: setup "
+                  f"{setup:5.1f} s, epoch {np.mean([r['seconds'] for r in epochs]):6.1f} s, "
+                  f"{np.mean(images_per_second):7.1f} images/s, {np.mean(trials_per_second):7.1f} trials/s "
+                  f"(best epoch of {len(epochs)}: {max(images_per_second):.1f} images/s)")
+            if not all(np.isfinite(r["loss"]) and np.isfinite(r["holdout_r"]) for r in epochs):
+                print("    FAILED: a loss or held-out r is not finite")
+                passed = False
+    return passed
+
+
+def gnet_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--gnet-epochs", type=int, default=2)
+    group.add_argument("--gnet-participants", type=int, default=2)
+    group.add_argument("--gnet-trials", type=int, default=1000,
+                       help="trials per participant at the default settings (the default twin's training trials: "
+                            "900 with 300 own images; the pipeline's 200 own images give 600)")
+    group.add_argument("--gnet-images", type=int, default=660, help="distinct images at the default settings")
+    group.add_argument("--gnet-voxels", type=int, default=380)
+    group.add_argument("--gnet-paper-trials", type=int, default=200,
+                       help="trials of the one participant at the paper's widths and 227 px")
+
+
 @dataclass
 class Section:
     """One benchmark: ``run(args)`` prints its table and returns whether its checks passed."""
@@ -148,6 +222,7 @@ class Section:
 
 SECTIONS = [
     Section("fwrf", fwrf_arguments, fwrf_search),
+    Section("gnet", gnet_arguments, gnet_throughput),
 ]
 
 

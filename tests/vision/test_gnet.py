@@ -387,3 +387,38 @@ def test_save_and_load_round_trip(tiny, network, tmp_path):
         load_gnet(tmp_path / "gnet.pt")
     with pytest.raises(InputError, match="readout"):
         predict(loaded.model, images[:2], "subj03")
+
+
+def test_field_learning_rate_moves_the_logits_by_their_own_step_and_resumes_bitwise(tiny, network, tmp_path):
+    """Truth, by hand: Adam's first step moves every parameter with a gradient by its group's step size times
+    the gradient's sign (m / sqrt(v) = g / |g| after one step, bias-corrected). One batch (batch_size = all the
+    training trials, so exactly one step per readout), dropout 0, with ``field_learning_rate`` 0.05: a readout's
+    logits move by 0.05, its weights by 1e-3. None is one parameter group (the paper's); a run with the field step
+    size resumes bit for bit."""
+    images, participants, settings = tiny
+    one = [participants[0]]
+    base = replace(settings, epochs=1, batch_size=1000, dropout=0.0, field_learning_rate=0.05)
+    start = train_gnet(images, one, replace(base, epochs=0), network).model.readouts[0]
+    after = train_gnet(images, one, base, network).model.readouts[0]
+    moved = (after.logits[0] - start.logits[0]).abs()
+    assert torch.allclose(moved[moved > 0], torch.tensor(0.05), rtol=1e-3), moved.max()
+    assert (moved > 0).float().mean() > 0.9
+    step = (after.weight - start.weight).abs()
+    assert torch.allclose(step[step > 0], torch.tensor(1e-3), rtol=1e-2)
+    model = train_gnet(images, one, replace(base, epochs=0), network).model
+    assert len(gnet._parameter_groups(model, replace(base, field_learning_rate=None))) == \
+        len([q for q in model.parameters() if q.requires_grad])
+    groups = gnet._parameter_groups(model, base)
+    assert [g.get("lr") for g in groups] == [None, 0.05] and len(groups[1]["params"]) == len(model.readouts[0].logits)
+
+    flr = replace(settings, field_learning_rate=0.05)
+    reference = train_gnet(images, participants, flr, network, checkpoint=tmp_path / "a.safetensors")
+    with pytest.raises(Stop):
+        train_gnet(images, participants, flr, network, checkpoint=tmp_path / "b.safetensors", on_epoch=stop_after(2))
+    resumed = train_gnet(images, participants, flr, network, checkpoint=tmp_path / "b.safetensors")
+    for key, value in reference.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    with pytest.raises(InputError, match="fingerprint"):
+        train_gnet(images, participants, settings, network, checkpoint=tmp_path / "a.safetensors")
+    with pytest.raises(ConfigError, match="field_learning_rate"):
+        GNetSettings(field_learning_rate=0.0)

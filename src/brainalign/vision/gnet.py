@@ -38,7 +38,8 @@ the other readouts are.
 The seed's sums, divided by the readout's voxel count so that a batch weighs the same whatever its readout's size
 (Adam's steps do not change with a constant factor of the loss, but for its epsilon). The bias is not penalised.
 
-**Optimisation.** Adam (lr 1e-3, betas 0.9/0.999, eps 1e-8) over the core and all readouts. A readout gets no
+**Optimisation.** Adam (lr 1e-3, betas 0.9/0.999, eps 1e-8) over the core and all readouts (the pooling-field
+logits with ``field_learning_rate`` when it is set, below). A readout gets no
 gradient from another participant's batch and Adam skips it, so each readout's moments count its own steps,
 exactly as one optimiser for the core plus one per readout would. Each epoch, every readout's training trials are
 shuffled and split into ``ceil(n / batch_size)`` batches of near-equal size (at most ``batch_size``: no
@@ -60,6 +61,13 @@ inside a forked torch RNG seeded by ``seed``: the caller's global RNG is left as
 
 On a GPU (``device="auto"`` picks CUDA when present) the core and readouts run under bf16 autocast (``amp``); the
 loss and the held-out scores are computed in float32. GPU runs are seeded but not promised bitwise.
+
+**Small data.** The pooling fields start uniform and Adam moves a logit by at most about its step size per step.
+The paper gives a readout ~13,500 steps (27,000 trials in batches of 100, 50 epochs): its fields can become local.
+A twin of 200 images per participant gives 6 steps an epoch; at ``learning_rate`` 1e-3 every field is still
+uniform to a few percent after 15 epochs, so no voxel can read a local part of the maps, and ROIs with small pRFs
+(V1) are predicted worst although their ceiling is highest. ``field_learning_rate`` (e.g. 0.1) gives the logits
+their own step size; None keeps the paper's single step size.
 
 GNet8j is one :func:`train_gnet` over every participant's early visual voxels; GNet8r is one core per ROI, each
 with a readout for every participant's voxels of that ROI: :func:`train_gnet8r`.
@@ -121,6 +129,13 @@ class GNetSettings:
         Trials of one readout per batch, at most [100].
     learning_rate : float
         Adam's step size [1e-3].
+    field_learning_rate : float or None
+        Adam's step size for the readouts' pooling-field logits; None: ``learning_rate`` [the paper's choice].
+        Adam moves a logit by at most about its step size per step, and the fields start uniform: with the
+        paper's ~13,500 steps per readout (27,000 trials, batches of 100, 50 epochs) the logits can move by ~10
+        and the fields become local, but a small data set gives a readout only tens of steps, after which
+        every field is still uniform to a few percent and no voxel can read a local part of the maps (module
+        docstring, "Small data").
     l1 : float
         Weight of the L1 penalty on the readouts' linear weights [0.1].
     holdout : float
@@ -143,6 +158,7 @@ class GNetSettings:
     epochs: int = 10
     batch_size: int = 100
     learning_rate: float = 1e-3
+    field_learning_rate: float | None = None
     l1: float = 0.1
     holdout: float = 0.1
     seed: int = 0
@@ -171,9 +187,11 @@ class GNetSettings:
                     (low < value if open_low else low <= value) and value < high):
                 interval = f"{'(' if open_low else '['}{low}, {high})"
                 raise ConfigError(f"{SETTINGS}.{name}: expected a number in {interval}, found {value!r}")
-        positive = {"learning_rate": False, "l1": True, "cache_gb": True}
+        positive = {"learning_rate": False, "field_learning_rate": False, "l1": True, "cache_gb": True}
         for name, zero_ok in positive.items():
             value = getattr(self, name)
+            if name == "field_learning_rate" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
                     value < 0 if zero_ok else value <= 0):
                 raise ConfigError(f"{SETTINGS}.{name}: expected a number {'>= 0' if zero_ok else '> 0'}, "
@@ -482,7 +500,9 @@ def _digest(*arrays: np.ndarray) -> str:
 def _fingerprint(settings: GNetSettings, images: np.ndarray, participants: list[Participant], provenance: str,
                  frozen: GNet | None) -> str:
     """What a checkpoint must have been written for: the settings (but progress) and the inputs."""
-    payload = {"settings": {k: v for k, v in asdict(settings).items() if k != "progress"},
+    # field_learning_rate left at None is left out, so that checkpoints written before it existed still match.
+    payload = {"settings": {k: v for k, v in asdict(settings).items()
+                            if k != "progress" and not (k == "field_learning_rate" and v is None)},
                "images": list(images.shape), "provenance": provenance,
                "participants": [[p.name, list(p.responses.shape), _digest(p.image_index, p.responses)]
                                 for p in participants],
@@ -616,6 +636,17 @@ def _holdout_scores(model: GNet, front: _FrontEnd, participants: list[Participan
     return scores
 
 
+def _parameter_groups(model: GNet, settings: GNetSettings) -> list:
+    """Adam's parameters: one group (the paper), or the pooling-field logits in a second group with their own
+    step size when ``field_learning_rate`` is set."""
+    trainable = [q for q in model.parameters() if q.requires_grad]
+    if settings.field_learning_rate is None:
+        return trainable
+    fields = {id(q) for readout in model.readouts for q in readout.logits}
+    return [{"params": [q for q in trainable if id(q) not in fields]},
+            {"params": [q for q in trainable if id(q) in fields], "lr": settings.field_learning_rate}]
+
+
 def _batches(n_train: list[int], batch_size: int, order: torch.Generator) -> list[tuple[int, np.ndarray]]:
     """One epoch's batches: (readout, training trial rows), each readout's trials shuffled and split into
     near-equal batches, all readouts' batches shuffled together."""
@@ -679,7 +710,7 @@ def train_gnet(images: np.ndarray, participants: Sequence[Participant], settings
         model = _build(settings, participants, images, prefilter, core)
         fingerprint = _fingerprint(settings, images, participants, model.provenance, core)
         model.to(device)
-        optimizer = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=settings.learning_rate,
+        optimizer = torch.optim.Adam(_parameter_groups(model, settings), lr=settings.learning_rate,
                                      betas=(0.9, 0.999), eps=1e-8)
         order = torch.Generator().manual_seed(settings.seed)
         history: list[dict] = []

@@ -40,10 +40,10 @@ per-voxel offset (sd ``session_offset_sd``) and scale (log-normal, sd ``session_
 z-scoring within sessions removes — and betas are ``round(300 x psc)`` in int16. ``ncsnr.nii.gz`` holds the
 true ncsnr (0 outside the ROIs).
 
-**Truth.** ``truth.json`` beside the data (schema in :func:`simulate_nsd`). It holds no expected sign of the
-transfer asymmetry: the hierarchy built here does not fix it. The intuition that an hV4 core, which must
-represent conv1-conv5, transfers down better than a V1 core transfers up is contradicted by the default twin
-(GNet8r cores transfer up better: α < 0 with the seed's definition); a truth for the matrix is still to be derived.
+**Truth.** ``truth.json`` beside the data (schema in :func:`simulate_nsd`). The transfer matrix's truth is not in
+it (it needs fitting, about a minute): :func:`brainalign.vision.transfer.ideal_transfer_matrix` derives it from
+this generative model (each ROI's layers as its ideal core, read out under the true pRFs). With nested layers its
+infinite-data sign is alpha = +1; at the default twin's size it is -1 (docs/vision.md).
 
 Everything is seeded: the same settings give the same bytes in every file (on the same machine and torch build;
 the network's float arithmetic decides where a beta rounds).
@@ -247,6 +247,26 @@ def _voxel_signals(maps: dict[str, np.ndarray], ids: np.ndarray, roi: np.ndarray
         root_share = np.sqrt([shares[u][layer] for u in users])
         signal[:, users] += root_share * _standardise(component)
     return _standardise(signal), shares
+
+
+def hidden_feature_maps(images: np.ndarray, settings: VisionSimulation) -> tuple[dict[str, np.ndarray], str]:
+    """The hidden network's feature maps that drive the twin's voxels, as the simulation computes them.
+
+    Parameters
+    ----------
+    images : ndarray of uint8, shape (n_images, H, W, 3)
+        Every image of the twin's ``imgBrick``, in its row order: each channel is divided by its standard
+        deviation over exactly these images and positions, as the simulation did.
+    settings : VisionSimulation
+        The twin's settings (``truth["settings"]``): ``hidden_seed`` and ``image_size``.
+
+    Returns
+    -------
+    maps : dict of str to ndarray
+        conv1 ... conv5 -> float32 (n_images, channels, height, width).
+    provenance : str
+    """
+    return _normalised_maps(images, settings)
 
 
 def _normalised_maps(images: np.ndarray, settings: VisionSimulation) -> tuple[dict[str, np.ndarray], str]:

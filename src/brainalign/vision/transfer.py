@@ -17,6 +17,9 @@ than its target (``sum d m / sum d^2``), ``a_down`` the same over the pairs whos
 ``alpha = (a_up - a_down) / (|a_up| + |a_down|)``. The seed's matrix is drawn with rows (models) rising upwards, so
 its "upper" triangle is source-after-target. ``alpha > 0``: later ROIs' cores predict earlier ROIs better than the
 reverse (published 0.226 +/- 0.072, pooled over participants). With two ROIs each slope is the single entry.
+
+**Truth on the simulated twin.** :func:`ideal_transfer_matrix` computes the matrix the twin's generative model
+implies, from its hidden network and true pRFs, without GNet: a truth to test trained cores against.
 """
 
 from __future__ import annotations
@@ -175,3 +178,178 @@ def asymmetry_index(matrix: pd.DataFrame, order: Sequence[str] = ORDER) -> float
     a_down = (-distance[down] * values[down]).sum() / (distance[down] ** 2).sum()
     denominator = abs(a_up) + abs(a_down)
     return float((a_up - a_down) / denominator) if denominator > 0 else float("nan")
+
+
+# --- the twin's ground truth ----------------------------------------------------------------------------------------
+
+#: Ridge penalties of the ideal readouts, per feature: the penalty is ``p x`` these for ``p`` features, so that
+#: cores of different sizes get the same prior per feature.
+IDEAL_PENALTIES = np.logspace(-3, 3, 13)
+
+
+@dataclass
+class IdealTransferDetails:
+    """What the ideal transfer matrix is made of.
+
+    Attributes
+    ----------
+    r : dict of (source, target) to dict of str to ndarray
+        Validation r of the target ROI's voxels read out from the source's ideal core, per participant.
+    penalties : dict of (source, target) to dict of str to ndarray
+        The ridge penalty each voxel's readout chose (leave-one-image-out), per participant.
+    per_participant : dict of str to DataFrame
+        The matrix from one participant's voxels only.
+    n_features : dict of str to int
+        The ideal core's features per voxel (its layers' channels).
+    """
+
+    r: dict[tuple[str, str], dict[str, np.ndarray]] = field(default_factory=dict)
+    penalties: dict[tuple[str, str], dict[str, np.ndarray]] = field(default_factory=dict)
+    per_participant: dict[str, pd.DataFrame] = field(default_factory=dict)
+    n_features: dict[str, int] = field(default_factory=dict)
+
+
+def ideal_transfer_matrix(root: str | os.PathLike, subjects: Sequence[int] | None = None,
+                          rois: Sequence[str] = ORDER,
+                          penalties: np.ndarray = IDEAL_PENALTIES) -> tuple[pd.DataFrame, IdealTransferDetails]:
+    """The transfer matrix a simulated twin's own generative model implies, computed without any GNet.
+
+    The twin (:mod:`brainalign.vision.simulate`) drives ROI ``i``'s voxels from the hidden network's layers
+    ``ROI_LAYERS[i]`` (V1 conv1; V2 conv1-conv2; V3 conv1-conv3; hV4 conv1-conv5). The **ideal core** of ROI ``i``
+    is those layers' maps, channel-normalised as the twin normalises them: what a perfectly trained ROI-``i`` core
+    would represent. For a target voxel of ROI ``j`` the ideal core's channels are pooled under the voxel's *true*
+    pRF (truth.json), so a readout has only the channel weights to learn, and the matrix measures what the cores
+    contain, not how well fields are found. Per (source ``i``, target ``j``) and voxel, a ridge regression from those
+    pooled channels (z-scored over the training images) to the voxel's mean response over each training image's
+    trials, its penalty chosen per voxel by exact leave-one-image-out error among ``p x penalties`` (``p``
+    features), predicts the validation images; r is with the validation *single trials*, as
+    :func:`validation_r` scores GNet. The training and validation trials are those the pipeline uses (not shared /
+    shared images), so noise and sample size are the experiment's. Entry ``(i, j)`` is the mean over ROI ``j``'s
+    voxels (participants pooled) of ``r(core i) - r(core j)``: the seed's definition, with each ROI's ideal core
+    as its own model, so the diagonal is 0 exactly.
+
+    What the truth says follows from the nesting of ``ROI_LAYERS``: a later ROI's core holds every layer an
+    earlier ROI reads, so transfer down costs only the estimation noise of the extra channels, while an earlier
+    core lacks the layers a later ROI reads most (its top layer carries ``top_layer_share`` of the signal), which
+    the channels it has predict only in part.
+
+    Parameters
+    ----------
+    root : path
+        A twin written by :func:`~brainalign.vision.simulate.simulate_nsd` (its ``truth.json`` beside the data).
+    subjects : sequence of int, optional
+        Participants (1-based); all of the twin's by default.
+    rois : sequence of str
+        The ROIs of the matrix, in its order.
+    penalties : ndarray
+        Per-feature ridge penalties to choose from.
+
+    Returns
+    -------
+    matrix : DataFrame
+        Source ROI (index ``source``) x target ROI (columns ``target``).
+    details : IdealTransferDetails
+
+    Raises
+    ------
+    InputError
+        If ``root`` is not a twin (no truth.json), or a participant or ROI is not in it.
+    """
+    from brainalign.vision.nsd import NsdLayout, load_recording, read_images
+    from brainalign.vision.simulate import (ROI_LAYERS, VisionSimulation, gaussian_weights, hidden_feature_maps,
+                                            read_truth, voxel_truth)
+
+    truth = read_truth(root)
+    rois = list(rois)
+    unknown = [roi for roi in rois if roi not in ROI_LAYERS]
+    if unknown or not rois:
+        raise InputError("ideal_transfer_matrix", "rois", f"ROIs among {list(ROI_LAYERS)}", str(rois))
+    settings = VisionSimulation(**truth["settings"])
+    subjects = list(range(1, settings.subjects + 1)) if subjects is None else [int(s) for s in subjects]
+    images = read_images(NsdLayout(root), np.arange(truth["images"]["n_images"]))
+    maps, _ = hidden_feature_maps(images, settings)
+    penalties = np.asarray(penalties, dtype=np.float64)
+    details = IdealTransferDetails(n_features={roi: int(sum(maps[layer].shape[1] for layer in ROI_LAYERS[roi]))
+                                               for roi in rois})
+    for subject in subjects:
+        name = f"subj{subject:02d}"
+        recording = load_recording(root, subject, rois=rois)
+        known = voxel_truth(truth, subject, recording.voxels)
+        train, validation = ~recording.shared, recording.shared
+        train_ids, train_rows = np.unique(recording.images[train], return_inverse=True)
+        # The mean over an image's training trials: ridge on trial rows with equal repeats is ridge on these.
+        means = np.zeros((len(train_ids), recording.responses.shape[1]))
+        np.add.at(means, train_rows, recording.responses[train])
+        means /= np.bincount(train_rows, minlength=len(train_ids))[:, None]
+        validation_ids, validation_rows = np.unique(recording.images[validation], return_inverse=True)
+        for target in rois:
+            voxels = np.flatnonzero(recording.rois == target)
+            prf = np.column_stack([known["prf_x"][voxels], known["prf_y"][voxels], known["prf_sigma"][voxels]])
+            pooled = {}
+            needed = sorted({layer for roi in rois for layer in ROI_LAYERS[roi]}, key=list(maps).index)
+            for layer in needed:
+                values = maps[layer]
+                fields = gaussian_weights(prf[:, 0], prf[:, 1], prf[:, 2], *values.shape[2:]).astype(np.float32)
+                cells = values.reshape(values.shape[0], values.shape[1], -1)
+                # (voxels, images, channels): every image's channels under each voxel's true pRF
+                pooled[layer] = (np.einsum("ncs,vs->vnc", cells[train_ids], fields, optimize=True),
+                                 np.einsum("ncs,vs->vnc", cells[validation_ids], fields, optimize=True))
+            for source in rois:
+                layers = ROI_LAYERS[source]
+                fit = np.concatenate([pooled[layer][0] for layer in layers], axis=2).astype(np.float64)
+                held = np.concatenate([pooled[layer][1] for layer in layers], axis=2).astype(np.float64)
+                predicted, chosen = _ridge_loo(fit, means[:, voxels].T, held, penalties * fit.shape[2])
+                r = voxel_correlation(recording.responses[np.ix_(validation, voxels)],
+                                      predicted.T[validation_rows])
+                details.r.setdefault((source, target), {})[name] = r
+                details.penalties.setdefault((source, target), {})[name] = chosen
+    names = [f"subj{s:02d}" for s in subjects]
+
+    def matrix(which: list[str]) -> pd.DataFrame:
+        values = np.array([[np.concatenate([details.r[(s, t)][n] - details.r[(t, t)][n] for n in which]).mean()
+                            for t in rois] for s in rois])
+        return pd.DataFrame(values, index=pd.Index(rois, name="source"), columns=pd.Index(rois, name="target"))
+
+    details.per_participant = {n: matrix([n]) for n in names}
+    return matrix(names), details
+
+
+def _ridge_loo(fit: np.ndarray, targets: np.ndarray, held: np.ndarray,
+               penalties: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per voxel ridge with the penalty of least leave-one-out error, in the dual (images < features).
+
+    Parameters
+    ----------
+    fit : ndarray, shape (voxels, n_fit, p)
+        Each voxel's features on the fitting images.
+    targets : ndarray, shape (voxels, n_fit)
+    held : ndarray, shape (voxels, n_held, p)
+        The features on the images to predict.
+    penalties : ndarray, shape (k,)
+
+    Returns
+    -------
+    predictions : ndarray, shape (voxels, n_held)
+    chosen : ndarray, shape (voxels,)
+        Each voxel's penalty.
+    """
+    mean, sd = fit.mean(axis=1, keepdims=True), fit.std(axis=1, keepdims=True)
+    sd = np.where(sd > 1e-12 * np.maximum(np.abs(mean), 1.0), sd, np.inf)  # a constant feature contributes nothing
+    fit, held = (fit - mean) / sd, (held - mean) / sd
+    offset = targets.mean(axis=1, keepdims=True)
+    y = targets - offset
+    gram = fit @ fit.transpose(0, 2, 1)                                  # (voxels, n_fit, n_fit)
+    eigenvalues, vectors = np.linalg.eigh(gram)
+    eigenvalues = np.clip(eigenvalues, 0.0, None)
+    projected = np.einsum("vji,vj->vi", vectors, y)                      # U'y
+    shrink = eigenvalues[:, None, :] / (eigenvalues[:, None, :] + penalties[None, :, None])  # (v, k, n)
+    fitted = np.einsum("vji,vki->vkj", vectors, shrink * projected[:, None, :])   # H y per penalty
+    leverage = np.einsum("vji,vki->vkj", vectors**2, shrink)                       # diag H per penalty
+    # Centring uses every fitting image, so the exact leave-one-out residual has leverage 1/n added.
+    leverage = leverage + 1.0 / fit.shape[1]
+    loo = (((y[:, None, :] - fitted) / (1.0 - leverage)) ** 2).mean(axis=2)       # (voxels, k)
+    best = loo.argmin(axis=1)
+    alpha = penalties[best]
+    dual = np.einsum("vji,vi->vj", vectors, projected / (eigenvalues + alpha[:, None]))  # (G + aI)^-1 y
+    predictions = np.einsum("vhp,vfp,vf->vh", held, fit, dual) + offset
+    return predictions, alpha
