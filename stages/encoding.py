@@ -31,8 +31,8 @@ from brainalign.encoding.tasks import LOW_LEVEL, FitTask, fitter, read_fit, sett
 from brainalign.errors import InputError  # noqa: E402
 from brainalign.files import atomic_path, write_json  # noqa: E402
 from brainalign.metrics.table import score_settings  # noqa: E402
-from brainalign.runs.executors import ForkExecutor  # noqa: E402
 from brainalign.ridge import resolve_device  # noqa: E402
+from brainalign.runs.engine import executor_for  # noqa: E402
 from brainalign.runs.store import TaskStore  # noqa: E402
 
 TRUTH = "data/truth"
@@ -66,9 +66,8 @@ def main() -> None:
         tasks += [FitTask(name, prepared, s.subject, space, LOW_LEVEL, encoded) for s in subjects
                   for space in usable_low_level(s.modality, values["low_level"])]
         store = TaskStore(tracking.task_store())
-        # A forked worker cannot use a CUDA context its parent made: on a GPU the fits run in this process.
-        workers = 1 if resolve_device(values["device"]) == "cuda" else int(values["workers"])
-        ForkExecutor(workers).run(tasks, store, fitter(device=values["device"]), tracking.TaskRuns(
+        executor = executor_for(int(values["workers"]), resolve_device(values["device"]))
+        executor.run(tasks, store, fitter(device=values["device"]), tracking.TaskRuns(
             summarise=lambda task, result: {"best_layer": result["best_layer"], "best_mean_r": result["best_mean_r"]}))
         fits = [read_fit(store.root, task) for task in tasks]
         scores = pd.concat([f[0] for f in fits], ignore_index=True)

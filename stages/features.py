@@ -21,7 +21,7 @@ from brainalign.data.prepared import read_prepared  # noqa: E402
 from brainalign.encoding.settings import extraction_settings, story_of  # noqa: E402
 from brainalign.encoding.tasks import FeatureTask, extract  # noqa: E402
 from brainalign.files import atomic_path  # noqa: E402
-from brainalign.runs.executors import LocalExecutor  # noqa: E402
+from brainalign.runs.engine import executor_for  # noqa: E402
 from brainalign.runs.store import TaskStore  # noqa: E402
 
 
@@ -33,7 +33,7 @@ def main() -> None:
         words = story_of(prepared, read_prepared)
         tasks = [FeatureTask(model, tuple(words["word"]), extraction) for model in models]
         store = TaskStore(tracking.task_store())
-        results = LocalExecutor().run(tasks, store, lambda task, directory, on_epoch: extract(task, directory),
+        results = executor_for().run(tasks, store, lambda task, directory, on_epoch: extract(task, directory),
                                       tracking.TaskRuns(summarise=lambda task, result: {
                                           "n_layers": result["n_layers"], "width": result["width"]}))
         with atomic_path(out) as tmp:

@@ -16,9 +16,10 @@ import mlflow  # noqa: E402
 
 from brainalign import tracking  # noqa: E402
 from brainalign.config.params import load_params  # noqa: E402
+from brainalign.finetuning.tasks import torch_device  # noqa: E402
 from brainalign.nlu.runs import plan_runs, run_metrics, trainer  # noqa: E402
 from brainalign.nlu.table import write_tables  # noqa: E402
-from brainalign.runs.executors import LocalExecutor  # noqa: E402
+from brainalign.runs.engine import executor_for  # noqa: E402
 from brainalign.runs.store import TaskStore  # noqa: E402
 
 SAMPLE, RESULTS, TABLES, METRICS = "data/glue/sample", "data/glue/results.parquet", "reports/glue", "metrics/glue.json"
@@ -30,7 +31,8 @@ def main() -> None:
         if plan.notice:
             mlflow.set_tag("notice", plan.notice)
         store = TaskStore(tracking.task_store())
-        results = LocalExecutor().run(plan.runs, store, trainer(progress=True), tracking.TaskRuns(
+        executor = executor_for(device=torch_device(plan.settings["device"]), fresh_process=True)
+        results = executor.run(plan.runs, store, trainer(progress=True), tracking.TaskRuns(
             summarise=lambda run, result: run_metrics(result), tags={"notice": plan.notice} if plan.notice else None))
         results = [{**result, "encoder": run.encoder.label, "task": run.task, "seed": run.seed}
                    for run, result in zip(plan.runs, results)]

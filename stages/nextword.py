@@ -17,7 +17,7 @@ from brainalign.benchmarks.nextword import NextWordTask, nextword_text, nextword
 from brainalign.benchmarks.zoo import predicts_words  # noqa: E402
 from brainalign.config.params import load_params, section  # noqa: E402
 from brainalign.files import atomic_path, write_json  # noqa: E402
-from brainalign.runs.executors import LocalExecutor  # noqa: E402
+from brainalign.runs.engine import executor_for  # noqa: E402
 from brainalign.runs.store import TaskStore  # noqa: E402
 
 import pandas as pd  # noqa: E402
@@ -32,7 +32,7 @@ def main() -> None:
         tasks = [NextWordTask(model, text, source, int(values["max_words"]), int(values["max_words_masked"]),
                               int(params["benchmarks"]["seed"]), int(params["benchmarks"]["max_length"]))
                  for model in models if predicts_words(model)]
-        results = LocalExecutor().run(tasks, TaskStore(tracking.task_store()), nextword_work(), tracking.TaskRuns(
+        results = executor_for().run(tasks, TaskStore(tracking.task_store()), nextword_work(), tracking.TaskRuns(
             summarise=lambda task, result: {k: v for k, v in result["metrics"].items() if v is not None}))
         table = pd.DataFrame([nextword_row(task, result) for task, result in zip(tasks, results)])
         with atomic_path("data/benchmarks/nextword.parquet") as tmp:

@@ -17,10 +17,10 @@ import mlflow  # noqa: E402
 from brainalign import tracking  # noqa: E402
 from brainalign.config.params import load_params  # noqa: E402
 from brainalign.errors import BrainalignError  # noqa: E402
-from brainalign.finetuning.grid import export, grid_from_params, heldout_summary  # noqa: E402
+from brainalign.finetuning.grid import export, grid_from_params, heldout_summary, runtime  # noqa: E402
 from brainalign.finetuning.recipes import RECIPES  # noqa: E402
 from brainalign.finetuning.tasks import trainer  # noqa: E402
-from brainalign.runs.executors import LocalExecutor  # noqa: E402
+from brainalign.runs.engine import executor_for  # noqa: E402
 from brainalign.runs.store import TaskStore  # noqa: E402
 
 
@@ -43,8 +43,9 @@ def main() -> None:
         store = TaskStore(tracking.task_store())
         work = trainer(store, grid.prepared_root, grid.features_root,
                        checkpoint_every=float(grid.models["checkpoint_every"]))
-        LocalExecutor().run(plan.tasks, store, work,
-                            tracking.TaskRuns(summarise=lambda task, result: heldout_summary(task, store.root, grid)))
+        executor = executor_for(device=runtime(grid.models)["device"], fresh_process=True)
+        executor.run(plan.tasks, store, work,
+                     tracking.TaskRuns(summarise=lambda task, result: heldout_summary(task, store.root, grid)))
         export(plan.tasks, store.root, recipe.output(dataset), dataset=dataset)
 
 

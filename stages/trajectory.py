@@ -27,7 +27,7 @@ from brainalign.decoding.settings import decoding_plan  # noqa: E402
 from brainalign.decoding.trajectory import build_objectives, export_trajectory, plan_run, trainer  # noqa: E402
 from brainalign.features.encoders import load_encoder  # noqa: E402
 from brainalign.finetuning.tasks import torch_device  # noqa: E402
-from brainalign.runs.executors import LocalExecutor  # noqa: E402
+from brainalign.runs.engine import executor_for  # noqa: E402
 from brainalign.runs.store import TaskStore  # noqa: E402
 from brainalign.errors import ConfigError  # noqa: E402
 
@@ -52,8 +52,9 @@ def main() -> None:
         store = TaskStore(tracking.task_store())
         final = lambda run, result: {k: v for k, v in result["history"][-1].items()  # noqa: E731
                                      if k.startswith("dev.") or k == "loss"}
-        LocalExecutor().run(runs, store, trainer(objectives, progress=True),
-                            tracking.TaskRuns(summarise=final, tags={"notice": notice} if notice else None))
+        executor_for(device=device, fresh_process=True).run(
+            runs, store, trainer(objectives, progress=True),
+            tracking.TaskRuns(summarise=final, tags={"notice": notice} if notice else None))
         summary = export_trajectory(runs, store.root, f"data/decoding/trajectories/{name}")
         print(f"trajectory {name}: {objectives[plan.seeds[0]].describe()}, seeds {plan.seeds}, "
               f"checkpoints at steps {summary['seeds'][str(plan.seeds[0])]['checkpoints']}", flush=True)

@@ -13,7 +13,9 @@ OFFLINE_ENVIRONMENT = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "GX_ANALYTICS_ENABLED": "False",
     "TOKENIZERS_PARALLELISM": "false",
+    "RAY_USAGE_STATS_ENABLED": "0",
 }
+CACHE_VARIABLES = ("MPLCONFIGDIR", "DVC_SITE_CACHE_DIR")
 
 
 def go_offline(repository: str | os.PathLike | None = None) -> None:
@@ -27,3 +29,9 @@ def go_offline(repository: str | os.PathLike | None = None) -> None:
         root = Path(repository)
         os.environ.setdefault("MPLCONFIGDIR", str(root / ".cache" / "matplotlib"))
         os.environ.setdefault("DVC_SITE_CACHE_DIR", str(root / ".dvc" / "site-cache"))
+
+
+def offline_environment() -> dict[str, str]:
+    """The variables :func:`go_offline` sets, with this process's values: for processes that another shell
+    started, such as the workers of a Ray cluster."""
+    return {key: os.environ[key] for key in (*OFFLINE_ENVIRONMENT, *CACHE_VARIABLES) if key in os.environ}

@@ -120,7 +120,9 @@ SCRATCH = {"simulate.subjects": 2, "simulate.words_per_run": 240, "simulate.reso
            # Probing: a shorter story, the tiny BERT probed, FReM on two regions and three features.
            "simulate_probing.words_per_run": 200, "probing.encoder": "tiny-bert", "probing.n_permutations": 20,
            "probing.regions": ["Frontal_Inf_Tri_L", "Temporal_Sup_R"], "probing.n_shifts": 20,
-           "probing.frem_features": ["simulated/layer2", "simulated/state", "pos/NN"]}
+           "probing.frem_features": ["simulated/layer2", "simulated/state", "pos/NN"],
+           # Vision: the default twin, GNet and its transfer readouts trained for a few epochs.
+           "vision.gnet.epochs": 2, "vision.transfer.epochs": 1}
 
 
 def prepared_ids(root: Path, dataset: str = "fmri") -> list[str]:

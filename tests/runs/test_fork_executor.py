@@ -50,10 +50,23 @@ def test_forked_results_match_in_process_and_run_elsewhere(tmp_path):
     assert [r["pid"] for r in again] == [r["pid"] for r in forked]
 
 
+class Events:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def started(self, task, outcome):
+        self.events.append(("started", task.label))
+
+    def failed(self, task, error):
+        self.events.append(("failed", task.label))
+
+
 def test_a_failing_task_stops_the_stage_and_the_others_are_kept(tmp_path):
     store = TaskStore(tmp_path)
     tasks = [Square(v) for v in (1, 2, 13, 4)]
+    events = Events()
     with pytest.raises(RuntimeError, match="square/13 failed in a worker: ValueError: thirteen is refused"):
-        ForkExecutor(workers=2, progress=False).run(tasks, store, work)
+        ForkExecutor(workers=2, progress=False).run(tasks, store, work, events)
+    assert events.events == [("started", "square/13"), ("failed", "square/13")]  # the observer's order, kept
     # A worker takes 13 only after finishing 1 or 2.
     assert (store.is_done(Square(1)) or store.is_done(Square(2))) and not store.is_done(Square(13))

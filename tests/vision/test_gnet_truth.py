@@ -3,7 +3,7 @@
 The twin (:mod:`brainalign.vision.simulate`) sets each ROI's true ncsnr, so its noise ceilings order V1 > V2 > V3 >
 hV4 (``truth["ceiling_order"]``); a GNet that learns each ROI about as well as the others follows that order. The
 truth is the twin's ncsnr, which GNet never sees. One twin of the pipeline's default size (2 participants, 200 own
-+ 60 shared images, 3 repeats, 96 px), about 45 s on one thread.
++ 60 shared images, 3 repeats, 96 px), about 30 s on one thread.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from brainalign.vision.simulate import VisionSimulation, simulate_nsd, voxel_tru
 from brainalign.vision.transfer import validation_r
 
 ROIS = ("V1", "V2", "V3", "hV4")
-#: The smallest settings found whose GNet8j follows the ceiling's order (docs/vision.md, "GNet against the truth"):
-#: the paper's architecture at the default widths and image size, with the pooling fields' own step size.
-SETTINGS = GNetSettings(image_size=96, widths=(32, 16), epochs=12, field_learning_rate=0.1, device="cpu",
-                        progress=False)
+#: The pipeline's settings (params.yaml vision.gnet; docs/vision.md, "GNet against the truth"): the paper's
+#: architecture at the default widths and image size, a larger step size, and the pooling fields' own step size.
+SETTINGS = GNetSettings(image_size=96, widths=(32, 16), epochs=6, learning_rate=2e-3, field_learning_rate=0.2,
+                        device="cpu", progress=False)
 
 
 @pytest.fixture(scope="module")

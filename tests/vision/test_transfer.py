@@ -165,3 +165,24 @@ def test_transfer_refuses_mismatched_rois_and_readouts(planted):
     renamed = {**validation, "B": [Participant("subj02", v.image_index, v.responses) for v in validation["B"]]}
     with pytest.raises(InputError, match="training readouts"):
         transfer_matrix(models, images, training, renamed, settings)
+
+
+def test_rows_trained_apart_assemble_into_the_matrix_by_hand():
+    """Rows come from separate tasks: the assembled entries are the hand-computed mean differences, pooled over
+    participants' voxels, and a missing row fails naming it."""
+    from brainalign.vision.transfer import TransferDetails, assemble_matrix
+
+    details = TransferDetails()
+    details.own_r = {"V1": {"a": np.array([0.5, 0.7]), "b": np.array([0.6])},
+                     "V2": {"a": np.array([0.4]), "b": np.array([0.2, 0.3])}}
+    details.r = {("V1", "V1"): {"a": np.array([0.5, 0.7]), "b": np.array([0.6])},
+                 ("V1", "V2"): {"a": np.array([0.1]), "b": np.array([0.2, 0.0])},
+                 ("V2", "V1"): {"a": np.array([0.4, 0.4]), "b": np.array([0.3])},
+                 ("V2", "V2"): {"a": np.array([0.4]), "b": np.array([0.3, 0.3])}}
+    matrix, details = assemble_matrix(details, ["V1", "V2"])
+    # V1 -> V2: differences -0.3 (a), 0.0 and -0.3 (b): mean -0.2; V2 -> V1: -0.1, -0.3, -0.3: mean -0.7 / 3
+    np.testing.assert_allclose(matrix.to_numpy(), [[0.0, -0.2], [-0.7 / 3, 0.1 / 3]], atol=1e-12)
+    np.testing.assert_allclose(details.per_participant["b"].to_numpy(), [[0.0, -0.15], [-0.3, 0.05]], atol=1e-12)
+    del details.r[("V2", "V1")]
+    with pytest.raises(InputError, match="V2->V1"):
+        assemble_matrix(details, ["V1", "V2"])

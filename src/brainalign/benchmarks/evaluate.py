@@ -22,7 +22,7 @@ from brainalign.benchmarks.zoo import zoo_model
 from brainalign.data.benchmark_sources import read_benchmark_data
 from brainalign.data.presentations import Presentations
 from brainalign.files import atomic_path
-from brainalign.runs.executors import LocalExecutor
+from brainalign.runs.engine import executor_for
 from brainalign.runs.store import TaskStore
 
 SIMULATED_RAW, SIMULATED_TRUTH = Path("data/benchmarks/raw"), Path("data/benchmarks/truth")
@@ -75,7 +75,7 @@ def evaluate_benchmark(benchmark: Benchmark, key: str, entry: dict, models: list
     entries = {m: zoo_model(m) for m in models}
     scored = [m for m in models if scores_benchmark(entries[m].family, benchmark.kind)]
     skipped = {m: entries[m].family for m in models if m not in scored}
-    executor = LocalExecutor(progress=progress)
+    executor = executor_for(progress=progress)
     ceiling_value, ceiling = None, pd.DataFrame(columns=["channel_id", "subject", "ceiling"])
     ceiling_task = CeilingTask(benchmark.name, key, digest, entry["metric"], benchmark.ceiling, int(n_bootstraps),
                                benchmark.subsets_per_k, benchmark.heldout_participants, reading,

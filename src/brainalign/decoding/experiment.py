@@ -32,7 +32,7 @@ from brainalign.errors import InputError
 from brainalign.features.encoders import weight_files
 from brainalign.files import md5_file
 from brainalign.runs.code import code_key
-from brainalign.runs.executors import LocalExecutor
+from brainalign.runs.engine import executor_for
 from brainalign.runs.spec import StoredTask
 from brainalign.runs.store import TaskStore
 
@@ -169,7 +169,7 @@ def encode_checkpoints(checkpoints: list[Checkpoint], encoder: str, sentences: l
         np.save(directory / "encodings.npy", values)
         return _bookkeeping(started, len(sentences))
 
-    LocalExecutor(progress=progress).run(tasks, store, work)
+    executor_for(device=device, progress=progress).run(tasks, store, work)
     return tasks, [np.load(store.directory(t) / "encodings.npy", allow_pickle=False) for t in tasks]
 
 
@@ -200,7 +200,7 @@ def decode_participants(data: Presentations, encodings: list[np.ndarray], encodi
                 "leaky": bool(results[0].leaky), **_bookkeeping(started, len(results))}
 
     out = {}
-    for task, result in zip(tasks, LocalExecutor(progress=progress).run(tasks, store, work, observer)):
+    for task, result in zip(tasks, executor_for(progress=progress).run(tasks, store, work, observer)):
         out[task.participant] = {**result, "ranks": np.load(store.directory(task) / "ranks.npy", allow_pickle=False)}
     return out
 

@@ -175,7 +175,7 @@ def encoder_md5(name: str) -> str:
 def probe_model(segments: Segments, plan: ProbingPlan, store: TaskStore, observer=None, device: str = "cpu",
                 progress: bool = True) -> pd.DataFrame:
     """Probe scores of every kind, layer and feature (``probes.probe_scores``), one task per kind."""
-    from brainalign.runs.executors import LocalExecutor
+    from brainalign.runs.engine import executor_for
 
     md5 = _md5(segments.text, segments.values, segments.run, segments.names)
     tasks = [ProbeTask(plan.encoder, encoder_md5(plan.encoder), kind, md5, plan.alphas, plan.n_permutations,
@@ -201,7 +201,7 @@ def probe_model(segments: Segments, plan: ProbingPlan, store: TaskStore, observe
                 "examples_per_second": len(segments) / seconds if seconds > 0 else 0.0,
                 "n_significant": int(table["significant"].sum()), "median_best_r2": float(best.median()) if len(best) else float("nan")}
 
-    LocalExecutor(progress=progress).run(tasks, store, work, observer)
+    executor_for(device=device, progress=progress).run(tasks, store, work, observer)
     return pd.concat([pd.read_parquet(store.directory(t) / "scores.parquet") for t in tasks], ignore_index=True)
 
 
@@ -251,7 +251,7 @@ def decode_brain(recordings: list[Recording], segments: Segments, plan: ProbingP
     """FReM's held-out score of every chosen feature in every chosen region of every participant."""
     from brainalign.probing.frem import decode_feature
     from brainalign.probing.segments import segment_images
-    from brainalign.runs.executors import ForkExecutor
+    from brainalign.runs.engine import executor_for
 
     features = frem_features(plan, segments)
     tasks, inputs = [], {}
@@ -281,7 +281,7 @@ def decode_brain(recordings: list[Recording], segments: Segments, plan: ProbingP
                 "examples_per_second": len(target) / max(time.perf_counter() - started, 1e-9),
                 "history": [], "resumed_at_epoch": 0}
 
-    results = ForkExecutor(plan.workers, progress).run(tasks, store, work, observer)
+    results = executor_for(plan.workers, progress=progress).run(tasks, store, work, observer)
     return pd.DataFrame([{"subject": t.subject, "region": t.region, "feature": t.feature,
                           **{k: r[k] for k in ("kind", "metric", "score", "dummy_score", "gain", "p_value",
                                                "fold_scores", "dummy_fold_scores", "n_folds_fitted", "n_voxels", "reason")}}

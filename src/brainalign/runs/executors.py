@@ -3,8 +3,9 @@
 An executor takes the tasks, the store and the ``work`` function, runs every task through the store
 (so a finished one is reused and an interrupted one resumes), starts a task only after the task it
 starts from, and tells an :class:`Observer` what happens. The stage process owns the observer (the
-tracker): tasks never write tracking themselves, so an executor that runs them elsewhere (Ray, a
-cluster) only has to report the same four events.
+tracker): tasks never write tracking themselves, so an executor that runs them elsewhere
+(:mod:`brainalign.runs.distributed`, on Ray) reports the same events. Stages take their executor from
+:func:`brainalign.runs.engine.executor_for`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,15 @@ from brainalign.runs.store import TaskStore, Work
 
 
 class Observer(Protocol):
-    """What an executor reports, in this order per task: started, any epochs, then finished or failed."""
+    """What an executor reports, in this order per task: started, any epochs, then finished or failed.
+
+    An executor that runs tasks in other processes or machines (Ray) also reports, after ``started``, where
+    each attempt runs: ``placed(task, {"host", "pid", "node"})``.
+    """
 
     def started(self, task: TaskSpec, outcome: str) -> None: ...
+
+    def placed(self, task: TaskSpec, where: dict) -> None: ...
 
     def epoch(self, task: TaskSpec, record: dict) -> None: ...
 
@@ -130,6 +137,7 @@ class ForkExecutor:
                     task = pending[index]
                     if error is not None:
                         if observer is not None:
+                            observer.started(task, outcomes[task.id])
                             observer.failed(task, RuntimeError(error))
                         raise RuntimeError(f"task {task.label} failed in a worker: {error}")
                     if self.progress:

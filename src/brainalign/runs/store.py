@@ -4,6 +4,7 @@
 
     spec.json                  the task's payload, in full, and its label (written first)
     checkpoint.safetensors     training state while it runs (removed when it finishes)
+    attempt.jsonl              on Ray: where its last attempt ran, and that attempt's epochs as they came
     ...                        what the task writes (weights, predictions)
     result.json                written last and atomically: its presence means "done"
 

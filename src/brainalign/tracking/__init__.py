@@ -28,6 +28,7 @@ import yaml
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 from brainalign.files import md5_file
+from brainalign.runs.engine import workspace_engine
 
 EXPERIMENT = "brainalign"
 TEMP_WORKSPACES = (".dvc", "tmp", "exps")
@@ -62,14 +63,16 @@ def store_uri(start: str | os.PathLike | None = None) -> str:
 
 
 def task_store(start: str | os.PathLike | None = None) -> Path:
-    """Where tasks keep their files: ``data/tasks`` of the main repository (``BRAINALIGN_TASK_STORE`` wins).
+    """Where tasks keep their files: ``BRAINALIGN_TASK_STORE``, else params.yaml's ``engine.store`` (a path
+    every node of a cluster sees; relative to the main repository), else ``data/tasks`` of the main repository.
 
     Like the MLflow store it lives in the main repository, so an experiment run in a temporary DVC
     workspace reuses the tasks already finished (a task's key covers everything that determines it).
     """
     if os.environ.get("BRAINALIGN_TASK_STORE"):
         return Path(os.environ["BRAINALIGN_TASK_STORE"])
-    return main_repository(start) / "data" / "tasks"
+    store = workspace_engine(workspace_root(start)).store
+    return main_repository(start) / (store if store is not None else Path("data", "tasks"))
 
 
 def artifact_root(start: str | os.PathLike | None = None) -> Path:
@@ -304,36 +307,48 @@ class TaskRuns:
     held-out 20 vs 20 summary, a GLUE run's dev metrics). A task whose earlier attempt died is resumed
     from its checkpoint by the executor; its new run is tagged ``resumes_run`` with the dead run's id
     and links to it, and replays the epochs the checkpoint holds so the new run's history is whole. A
-    task already finished in the store says ``outcome: reused`` and logs its stored history.
+    task already finished in the store says ``outcome: reused`` and logs its stored history. A task run
+    elsewhere (Ray) is tagged with where it ran: ``worker.host``, ``worker.pid``, ``worker.node``.
 
     Only the stage process writes to MLflow: tasks report through the executor and their result files.
+    Each task's run is addressed by its id, so tasks that run at once (on Ray) log side by side.
     """
 
     def __init__(self, summarise: Callable[[Any, dict], dict[str, float]] | None = None,
                  tags: dict[str, str] | None = None) -> None:
         self.summarise, self.extra_tags = summarise, dict(tags or {})
         self.results: list[dict] = []
+        self._runs: dict[str, str] = {}  # task id -> the run of its attempt under way
 
     def started(self, task: Any, outcome: str) -> None:
         import mlflow
+        from mlflow.tracking.context import registry
 
         failed = [r for r in _earlier_attempts(task.key) if r.info.status == "FAILED"]
         if outcome == "trained" and failed:
             outcome = "resumed"  # an attempt died before its first checkpoint: still the same task
         tags = {**_process_tags(), **self.extra_tags, **task.tags(), "task_key": task.key, "task": task.label,
-                "outcome": outcome}
+                "outcome": outcome, "mlflow.runName": task.label}
         if outcome == "resumed" and failed:
             dead = failed[0].info
             tags["resumes_run"] = dead.run_id
             tags["mlflow.note.content"] = (f"Resumes the failed run [{dead.run_name}](#/experiments/"
                                            f"{dead.experiment_id}/runs/{dead.run_id}) from its last checkpoint.")
-        mlflow.start_run(run_name=task.label, nested=True, tags=tags)
-        mlflow.log_params(flatten(task.params()))
+        parent = mlflow.active_run()  # the stage's
+        if parent is not None:
+            tags["mlflow.parentRunId"] = parent.info.run_id
+            experiment = parent.info.experiment_id
+        else:
+            experiment = mlflow.set_experiment(EXPERIMENT).experiment_id
+        run = mlflow.MlflowClient().create_run(experiment, tags=registry.resolve_tags(tags), run_name=task.label)
+        self._runs[task.id] = run.info.run_id
+        self._log(task, params=flatten(task.params()))
+
+    def placed(self, task: Any, where: dict) -> None:
+        self._log(task, tags={f"worker.{key}": value for key, value in where.items()})
 
     def epoch(self, task: Any, record: dict) -> None:
-        import mlflow
-
-        mlflow.log_metrics(_numbers(record), step=int(record["epoch"]))
+        self._log(task, metrics=_numbers(record), step=int(record["epoch"]))
 
     def finished(self, task: Any, result: dict, outcome: str, wall_seconds: float) -> None:
         import mlflow
@@ -341,16 +356,32 @@ class TaskRuns:
         if outcome == "reused":
             for record in result["history"]:
                 self.epoch(task, record)
-        mlflow.log_metrics({"wall_seconds": wall_seconds, "task_seconds": result["seconds"],
-                            "resumed_at_epoch": result["resumed_at_epoch"],
-                            "examples_per_second": result["examples_per_second"]})
-        if self.summarise is not None:
-            mlflow.log_metrics(self.summarise(task, result))
-        self.results.append({**result, "run_id": mlflow.active_run().info.run_id})
-        mlflow.end_run()
+        self._log(task, metrics={"wall_seconds": wall_seconds, "task_seconds": result["seconds"],
+                                 "resumed_at_epoch": result["resumed_at_epoch"],
+                                 "examples_per_second": result["examples_per_second"],
+                                 **(self.summarise(task, result) if self.summarise is not None else {})})
+        run_id = self._runs.pop(task.id)
+        self.results.append({**result, "run_id": run_id})
+        mlflow.MlflowClient().set_terminated(run_id, status="FINISHED")
 
     def failed(self, task: Any, error: BaseException) -> None:
         import mlflow
 
-        mlflow.set_tag("failure", f"{type(error).__name__}: {error}"[:5000])
-        mlflow.end_run(status="FAILED")
+        run_id = self._runs.pop(task.id)
+        self._log_to(run_id, tags={"failure": f"{type(error).__name__}: {error}"[:5000]})
+        mlflow.MlflowClient().set_terminated(run_id, status="FAILED")
+
+    def _log(self, task: Any, **what: Any) -> None:
+        self._log_to(self._runs[task.id], **what)
+
+    @staticmethod
+    def _log_to(run_id: str, params: dict | None = None, metrics: dict | None = None, tags: dict | None = None,
+                step: int = 0) -> None:
+        import mlflow
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        mlflow.MlflowClient().log_batch(
+            run_id, metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items()],
+            params=[Param(k, str(v)) for k, v in (params or {}).items()],
+            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])

@@ -29,6 +29,7 @@ import pandas as pd
 
 from brainalign.config.params import section
 from brainalign.errors import ConfigError, InputError
+from brainalign.files import atomic_path, write_json
 from brainalign.runs.code import code_key
 from brainalign.runs.spec import StoredTask
 from brainalign.vision.evaluation import explained_fraction, noise_ceiling, voxel_correlation
@@ -38,8 +39,8 @@ KEYS = ["data", "dataset", "subjects", "sessions", "rois", "betas", "network", "
         "workers", "fwrf", "gnet", "transfer"]
 FWRF_KEYS = ["layers", "n_features", "alphas", "prf_sizes", "min_size", "max_size", "spacing", "holdout",
              "candidate_batch", "dtype"]
-GNET_KEYS = ["image_size", "widths", "dropout", "epochs", "batch_size", "learning_rate", "l1", "holdout", "seed",
-             "amp"]
+GNET_KEYS = ["image_size", "widths", "dropout", "epochs", "batch_size", "learning_rate", "field_learning_rate", "l1",
+             "holdout", "seed", "amp"]
 TRANSFER_KEYS = ["epochs"]
 FORMATS = ("hdf5", "nifti")
 
@@ -104,11 +105,11 @@ def _workers(value: object) -> int:
 
 
 def executor(plan: VisionPlan):
-    """Independent tasks in ``vision.workers`` forked processes on a CPU (a forked process cannot use a CUDA
-    context its parent made: on a GPU they run in this process, one after another)."""
-    from brainalign.runs.executors import ForkExecutor
+    """The engine's executor (:func:`brainalign.runs.engine.executor_for`): locally, ``vision.workers`` forked
+    processes on a CPU, one after another on a GPU; on Ray, each task in a fresh worker (they train)."""
+    from brainalign.runs.engine import executor_for
 
-    return ForkExecutor(1 if _device(plan) == "cuda" else plan.workers)
+    return executor_for(plan.workers, _device(plan), fresh_process=True)
 
 
 @dataclass
@@ -223,13 +224,16 @@ class GNetTask(VisionTask):
 
 @dataclass(frozen=True)
 class TransferTask(VisionTask):
-    cores: tuple[str, ...] = ()  # the GNet8r tasks' ids, in ROI order
-    rois: tuple[str, ...] = ()
+    """One row of the transfer matrix: new readouts for every ROI of ``targets`` on ``roi``'s frozen core."""
+
+    roi: str = ""
+    core: str = ""  # the source's GNet8r task id
+    targets: tuple[str, ...] = ()
     namespace = "gnet-transfer"
 
     @property
     def label(self) -> str:
-        return "transfer"
+        return f"transfer/{self.roi}"
 
 
 def _frozen(settings: dict) -> tuple:
@@ -237,7 +241,8 @@ def _frozen(settings: dict) -> tuple:
 
 
 def tasks_for(plan: VisionPlan, data: VisionData) -> dict[str, Any]:
-    """The plan's tasks: ``fwrf`` (per participant), ``gnet8j``, ``gnet8r`` (per ROI) and ``transfer``."""
+    """The plan's tasks: ``fwrf`` (per participant), ``gnet8j``, ``gnet8r`` (per ROI) and ``transfer`` (per source
+    ROI: a row of the matrix)."""
     common = dict(data_md5=data.md5, network=plan.network, weights=plan.weights, network_seed=plan.network_seed)
     subjects = tuple(r.subject for r in data.recordings)
     gnet = _frozen(plan.gnet)
@@ -246,8 +251,8 @@ def tasks_for(plan: VisionPlan, data: VisionData) -> dict[str, Any]:
     return {"fwrf": [FwrfTask(**common, settings=_frozen(plan.fwrf), subject=s) for s in subjects],
             "gnet8j": GNetTask(**common, settings=gnet, roi=None, subjects=subjects),
             "gnet8r": gnet8r,
-            "transfer": TransferTask(**common, settings=transfer, cores=tuple(t.id for t in gnet8r.values()),
-                                     rois=tuple(plan.rois))}
+            "transfer": {roi: TransferTask(**common, settings=transfer, roi=roi, core=gnet8r[roi].id,
+                                           targets=tuple(plan.rois)) for roi in plan.rois}}
 
 
 # ------------------------------------------------------------------------------------------------- work
@@ -353,34 +358,49 @@ def gnet_work(plan: VisionPlan, data: VisionData, progress: bool = True):
 
 
 def transfer_work(plan: VisionPlan, data: VisionData, store, progress: bool = True):
-    """The store's work function for :class:`TransferTask`: writes ``matrix.csv`` and ``per_participant.csv``."""
+    """The store's work function for :class:`TransferTask`: one row of the matrix, written as ``r.npz`` (the
+    validation r of every target voxel, ``<target>/<readout>``) and ``best_epochs.json``; each training resumes
+    from its checkpoint in ``entries/``."""
     from brainalign.vision.gnet import load_gnet
-    from brainalign.vision.transfer import asymmetry_index, transfer_matrix
+    from brainalign.vision.transfer import transfer_row
 
     def work(task: TransferTask, directory: Path, on_epoch=None) -> dict:
         started = time.perf_counter()
-        models = {roi: load_gnet(store.directory(core) / "gnet.safetensors", device=_device(plan))
-                  for roi, core in zip(task.rois, task.cores)}
-        training = {roi: gnet_participants(data, roi, "train") for roi in task.rois}
-        validation = {roi: gnet_participants(data, roi, "validation") for roi in task.rois}
-        settings = gnet_settings(plan, progress, epochs=int(plan.transfer["epochs"]))
+        core = load_gnet(store.directory(task.core) / "gnet.safetensors", device=_device(plan))
+        training = {roi: gnet_participants(data, roi, "train") for roi in task.targets}
+        validation = {roi: gnet_participants(data, roi, "validation") for roi in task.targets}
         (directory / "entries").mkdir(exist_ok=True)
-        matrix, details = transfer_matrix(models, data.images, training, validation, settings,
-                                          checkpoint_dir=directory / "entries")
-        matrix.to_csv(directory / "matrix.csv")
-        pd.concat([m.assign(participant=name) for name, m in details.per_participant.items()]).to_csv(
-            directory / "per_participant.csv")
-        alphas = {name: asymmetry_index(m, [r for r in ORDER if r in task.rois])
-                  for name, m in details.per_participant.items()}
+        r, epochs = transfer_row(core, data.images, training, validation,
+                                 gnet_settings(plan, progress, epochs=int(plan.transfer["epochs"])),
+                                 checkpoint_dir=directory / "entries", name=task.roi)
+        with atomic_path(directory / "r.npz") as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **{f"{target}/{name}": values for target, row in r.items()
+                                for name, values in row.items()})
+        write_json(directory / "best_epochs.json", epochs)
         seconds = time.perf_counter() - started
         return {"history": [], "seconds": seconds, "resumed_at_epoch": 0, "examples_per_second": 0.0,
-                "asymmetry": asymmetry_index(matrix, [r for r in ORDER if r in task.rois]),
-                "asymmetry_per_participant": alphas}
+                "best_epochs": epochs}
 
     return work
 
 
-ORDER = ("V1", "V2", "V3", "hV4")
+def transfer_matrix_of(plan: VisionPlan, data: VisionData, store, tasks: dict[str, TransferTask],
+                       gnet8r: dict[str, GNetTask]) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """The matrix (pooled) and per participant from the finished rows in the store and each ROI's own GNet8r."""
+    from brainalign.vision.gnet import load_gnet
+    from brainalign.vision.transfer import TransferDetails, assemble_matrix, validation_r
+
+    details = TransferDetails()
+    for roi, task in tasks.items():
+        with np.load(store.directory(task) / "r.npz") as stored:
+            for key in stored.files:
+                target, name = key.split("/")
+                details.r.setdefault((roi, target), {})[name] = stored[key]
+        model = load_gnet(store.directory(gnet8r[roi]) / "gnet.safetensors", device=_device(plan)).model
+        details.own_r[roi] = {p.name: validation_r(model, data.images, p)
+                              for p in gnet_participants(data, roi, "validation")}
+    matrix, details = assemble_matrix(details, list(tasks))
+    return matrix, details.per_participant
 
 
 # ------------------------------------------------------------------------------------------------- scores

@@ -124,14 +124,69 @@ def transfer_matrix(models: dict[str, GNetResult], images: np.ndarray, training:
     for roi in rois:
         details.own_r[roi] = {p.name: validation_r(models[roi].model, images, p) for p in checked[roi]}
     for source in rois:
-        for target in rois:
-            path = Path(checkpoint_dir) / f"{source}__{target}.safetensors" if checkpoint_dir is not None else None
-            result = train_gnet(images, training[target], settings, checkpoint=path, core=models[source].model)
-            details.r[(source, target)] = {p.name: validation_r(result.model, images, p) for p in checked[target]}
-            details.best_epochs[(source, target)] = result.best_epoch
+        row, epochs = transfer_row(models[source], images, {t: training[t] for t in rois},
+                                   {t: checked[t] for t in rois}, settings, checkpoint_dir, name=source)
+        details.r.update({(source, target): r for target, r in row.items()})
+        details.best_epochs.update({(source, target): e for target, e in epochs.items()})
+    return assemble_matrix(details, rois)
+
+
+def transfer_row(core: GNetResult, images: np.ndarray, training: dict[str, Sequence[Participant]],
+                 validation: dict[str, Sequence[Participant]], settings: GNetSettings,
+                 checkpoint_dir: str | os.PathLike | None = None, name: str = "core",
+                 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, int]]:
+    """One row of the matrix: new readouts for every target ROI trained on ``core``, frozen.
+
+    A row needs nothing from the other rows, so the rows of a matrix can be trained apart (in parallel, on other
+    machines) and put together with :func:`assemble_matrix`.
+
+    Parameters
+    ----------
+    core : GNetResult
+        The source ROI's GNet8r.
+    images, settings
+        As for :func:`transfer_matrix`.
+    training, validation : dict of str to list of Participant
+        Per target ROI, the readouts' training trials and their validation trials (never trained on).
+    checkpoint_dir : path, optional
+        Each training resumable from ``<checkpoint_dir>/<name>__<target>.safetensors``.
+    name : str
+        The source's name in the checkpoint files.
+
+    Returns
+    -------
+    r : dict of str to dict of str to ndarray
+        Per target ROI and participant, the validation r of every voxel with the new readout.
+    best_epochs : dict of str to int
+        Per target ROI, the selected epoch.
+    """
+    r, epochs = {}, {}
+    for target in training:
+        path = Path(checkpoint_dir) / f"{name}__{target}.safetensors" if checkpoint_dir is not None else None
+        result = train_gnet(images, training[target], settings, checkpoint=path, core=core.model)
+        r[target] = {p.name: validation_r(result.model, images, p) for p in validation[target]}
+        epochs[target] = result.best_epoch
+    return r, epochs
+
+
+def assemble_matrix(details: TransferDetails, rois: Sequence[str]) -> tuple[pd.DataFrame, TransferDetails]:
+    """The matrix (pooled over participants) and ``details.per_participant`` from ``details.r`` (every (source,
+    target) pair of ``rois``) and ``details.own_r`` (every target).
+
+    Raises
+    ------
+    InputError
+        If a pair or a target's own r is missing.
+    """
+    rois = list(rois)
+    missing = [f"{a}->{b}" for a in rois for b in rois if (a, b) not in details.r] + [
+        f"own {b}" for b in rois if b not in details.own_r]
+    if missing:
+        raise InputError("transfer matrix", "entries", f"every pair of {rois} and each ROI's own r",
+                         f"{missing} missing")
     matrix = _matrix(details, rois, None)
-    everyone = set.intersection(*(set(p.name for p in checked[roi]) for roi in rois))
-    names = [p.name for p in checked[rois[0]] if p.name in everyone]
+    everyone = set.intersection(*(set(details.own_r[roi]) for roi in rois))
+    names = [name for name in details.own_r[rois[0]] if name in everyone]
     details.per_participant = {name: _matrix(details, rois, name) for name in names}
     return matrix, details
 
