@@ -49,11 +49,13 @@ $(BIN)/.installed-run: pyproject.toml requirements.lock
 	$(call install,)
 	touch $@
 
+# A variable: a comma written into $(call ...) would split its argument.
+TEST_EXTRAS := [test,ray]
 $(BIN)/.installed-test: pyproject.toml requirements.lock
 	@# The report test renders the HTML report in headless Chromium (Debian's package).
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 		|| { echo "make test: the report test needs Debian's chromium (apt-get install chromium, as root)"; exit 1; }
-	$(call install,[test,ray])
+	$(call install,$(TEST_EXTRAS))
 	touch $@ $(BIN)/.installed-run
 
 run: $(BIN)/.installed-run
