@@ -150,3 +150,16 @@ def real_pereira_texts() -> tuple[list[str], "np.ndarray", "np.ndarray"]:
     names = sorted(set(topic_of.values()))
     topics = np.array([names.index(topic_of[p]) + 1 for p in sorted(topic_of)])
     return table["sentence"].tolist(), passages, topics
+
+
+def run_resuming(con, tags: dict[str, dict[str, str]], dead: str) -> tuple[str, float]:
+    """The one MLflow run that resumed the FAILED run ``dead`` (tagged and linked to it, FINISHED), and the epoch
+    it resumed at; ``tags`` maps every task run's id to its tags, ``con`` is the MLflow SQLite store."""
+    resuming = [run for run in tags if tags[run].get("resumes_run") == dead]
+    assert len(resuming) == 1, resuming
+    run = resuming[0]
+    assert tags[run]["outcome"] == "resumed" and dead in tags[run]["mlflow.note.content"]
+    assert con.execute("select status from runs where run_uuid = ?", (run,)).fetchone()[0] == "FINISHED"
+    resumed_at = con.execute("select value from metrics where run_uuid = ? and key = 'resumed_at_epoch'",
+                             (run,)).fetchone()[0]
+    return run, resumed_at

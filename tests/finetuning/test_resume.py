@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPOSITORY, run_stage
-from experiments import set_params
+from experiments import run_resuming, set_params
 from safetensors.torch import load_file
 
 FULL_EPOCHS = 40
@@ -127,13 +127,7 @@ def test_killed_stage_resumes_to_identical_weights(experiment, tmp_path):
         logged = con.execute("select count(distinct step) from metrics where run_uuid = ? and key = 'loss'",
                              (dead,)).fetchone()[0]
         assert logged >= killed_at - 1
-        resumed_runs = [run for run in tags if tags[run].get("resumes_run") == dead]
-        assert len(resumed_runs) == 1
-        run = resumed_runs[0]
-        assert tags[run]["outcome"] == "resumed" and dead in tags[run]["mlflow.note.content"]
-        assert con.execute("select status from runs where run_uuid = ?", (run,)).fetchone()[0] == "FINISHED"
-        resumed_at = con.execute("select value from metrics where run_uuid = ? and key = 'resumed_at_epoch'",
-                                 (run,)).fetchone()[0]
+        run, resumed_at = run_resuming(con, tags, dead)
         assert resumed_at == killed_at
         # The resumed run's history is whole: replayed epochs plus the rest.
         steps = [s for (s,) in con.execute("select distinct step from metrics where run_uuid = ? and key = 'loss' "

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPOSITORY
-from experiments import set_params
+from experiments import run_resuming, set_params
 from safetensors.torch import load_file
 
 from brainalign.runs.distributed import ATTEMPT_LOG
@@ -334,13 +334,7 @@ def test_a_killed_worker_costs_its_task_the_time_since_its_checkpoint(experiment
         dead = failed[0]
         assert tags[dead]["task_key"] == victim.name and "WorkerCrashedError" in tags[dead]["failure"]
         assert tags[dead]["worker.pid"] == str(placed["pid"])
-        finishing = [run for run in tags if tags[run].get("resumes_run") == dead]
-        assert len(finishing) == 1
-        run = finishing[0]
-        assert tags[run]["outcome"] == "resumed" and dead in tags[run]["mlflow.note.content"]
-        assert con.execute("select status from runs where run_uuid = ?", (run,)).fetchone()[0] == "FINISHED"
-        resumed_at = con.execute("select value from metrics where run_uuid = ? and key = 'resumed_at_epoch'",
-                                 (run,)).fetchone()[0]
+        run, resumed_at = run_resuming(con, tags, dead)
         assert killed_at is not None and resumed_at >= killed_at >= 5
         steps = [s for (s,) in con.execute("select distinct step from metrics where run_uuid = ? and key = 'loss' "
                                            "order by step", (run,))]
